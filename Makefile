@@ -1,0 +1,63 @@
+# Appliance: `make run` serves the app on embedded defaults, `make test` runs the tests.
+# Every setting is VAR ?= default, so `make run PORT=8080` works.
+
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 8000
+HOST ?= 127.0.0.1
+DATA_DIR ?= var
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup run test pytest lint firmware-test firmware-size firmware constraints clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+setup: $(STAMP) ## create .venv with the app and the dev tools (idempotent)
+
+# The venv is rebuilt when the dependencies change; pip only installs the pinned versions.
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python 3.11 or newer is needed: sudo apt-get install python3 python3-venv"; exit 1; }
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || \
+	  { echo "venv is missing: sudo apt-get install python3-venv"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+run: setup ## serve the app at http://$(HOST):$(PORT) (data in ./var, simulated beacons)
+	@$(BIN)/python -c 'print("Open http://$(HOST):$(PORT)  (first time: $(BIN)/appliance user add NAME)")'
+	APPLIANCE_DATA_DIR=$(DATA_DIR) APPLIANCE_RADIO=virtual $(BIN)/appliance serve --host $(HOST) --port $(PORT)
+
+test: lint pytest firmware-test ## everything that runs in minutes: lint, unit and integration tests, firmware
+
+pytest: setup ## the Python tests
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy --strict on the package
+	$(BIN)/ruff check appliance tests
+	$(BIN)/mypy appliance
+
+firmware-test: ## build the beacon sketch on the host and run its unit tests
+	@if [ -f firmware/Makefile ]; then $(MAKE) -C firmware test; else echo "firmware: not built yet"; fi
+
+firmware-size: ## compile the sketch's logic for the Nano 33 BLE (Cortex-M4) and print its size
+	$(MAKE) -C firmware size
+
+firmware: ## compile the real sketch with arduino-cli (when installed)
+	$(MAKE) -C firmware firmware
+
+constraints: ## re-pin every dependency after changing pyproject.toml
+	rm -rf build/constraints-venv
+	$(PYTHON) -m venv build/constraints-venv
+	build/constraints-venv/bin/pip install --quiet --upgrade pip
+	build/constraints-venv/bin/pip install --quiet '.[dev]'
+	{ echo "# Exact versions for every install (make setup, the image). Regenerate with: make constraints"; \
+	  build/constraints-venv/bin/pip freeze --all --exclude-editable | grep -v -e '^appliance' -e '^setuptools'; } > constraints.txt
+
+clean: ## remove build output (keeps .venv and var/)
+	rm -rf build firmware/build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,99 @@
+"""User accounts and publisher tokens: the operations the CLI and the web share."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import timedelta
+from typing import Final
+
+from appliance.auth.passwords import hash_password
+from appliance.auth.tokens import new_token, token_hash
+from appliance.errors import ApplianceError
+from appliance.store import tokens as token_store
+from appliance.store import users as user_store
+from appliance.store.db import Database, utcnow
+from appliance.store.tokens import PublisherToken
+from appliance.store.users import User
+
+NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+# "last used" is recorded at most this often: a camera posting every few seconds must not
+# turn into a database write per frame.
+TOKEN_TOUCH_INTERVAL: Final = timedelta(minutes=10)
+
+
+class AccountError(ApplianceError):
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_name(name: str, what: str = "user name") -> str:
+    if not NAME_RE.match(name):
+        msg = f"a {what} is 1-64 letters, digits or _ . @ - (got {name!r})"
+        raise AccountError(msg, code="invalid_name")
+    return name
+
+
+def session_id(user: User) -> str:
+    """The id kept in the login cookie: changing the password invalidates old sessions."""
+    stamp = hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+    return f"{user.id}.{stamp}"
+
+
+async def user_for_session(db: Database, auth_id: str | None) -> User | None:
+    if not auth_id:
+        return None
+    raw_id, _, _stamp = auth_id.partition(".")
+    if not raw_id.isdigit():
+        return None
+    user = await user_store.get(db, int(raw_id))
+    return user if user is not None and session_id(user) == auth_id else None
+
+
+async def add_user(db: Database, name: str, password: str) -> User:
+    check_name(name)
+    user = await user_store.add(db, name, await hash_password(password))
+    if user is None:
+        msg = f"user {name!r} already exists; pick another name or use `user passwd`"
+        raise AccountError(msg, code="exists")
+    return user
+
+
+async def set_password(db: Database, name: str, password: str) -> None:
+    if not await user_store.set_password_hash(db, name, await hash_password(password)):
+        msg = f"no user {name!r}; `appliance user list` shows who exists"
+        raise AccountError(msg, code="not_found")
+
+
+async def delete_user(db: Database, name: str) -> None:
+    if not await user_store.delete(db, name):
+        msg = f"no user {name!r}; `appliance user list` shows who exists"
+        raise AccountError(msg, code="not_found")
+
+
+async def add_token(db: Database, name: str) -> tuple[PublisherToken, str]:
+    """Create a token; the plain token is returned once and never stored."""
+    check_name(name, "token name")
+    token = new_token()
+    record = await token_store.add(db, name, token_hash(token))
+    if record is None:
+        msg = f"a token named {name!r} exists; revoke it first or pick another name"
+        raise AccountError(msg, code="exists")
+    return record, token
+
+
+async def revoke_token(db: Database, name: str) -> None:
+    if not await token_store.revoke(db, name):
+        msg = f"no token {name!r}; `appliance token list` shows the tokens"
+        raise AccountError(msg, code="not_found")
+
+
+async def check_token(db: Database, token: str) -> PublisherToken | None:
+    record = await token_store.by_hash(db, token_hash(token))
+    now = utcnow()
+    if record is not None and (
+        record.last_used_at is None or now - record.last_used_at > TOKEN_TOUCH_INTERVAL
+    ):
+        await token_store.touch(db, record.id, now)
+    return record

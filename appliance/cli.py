@@ -1,0 +1,190 @@
+"""The one entry point: `appliance serve | user ... | token ... | db check`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__
+from appliance.auth import accounts
+from appliance.auth.passwords import PasswordPolicyError, check_policy
+from appliance.errors import ApplianceError, ConfigError
+from appliance.settings import Settings, load_settings
+from appliance.store import tokens as token_store
+from appliance.store import users as user_store
+from appliance.store.db import Database
+from appliance.store.migrations import LATEST
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+
+
+def _err(line: str) -> None:
+    sys.stderr.write(f"appliance: {line}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="appliance", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML settings file "
+                        "(default: $APPLIANCE_CONFIG, else /etc/appliance/appliance.toml if present)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the web app, the relay and the BLE scanner")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--unix-socket", help="listen on this unix socket instead of host:port")
+
+    user = sub.add_parser("user", help="local user accounts").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    add = user.add_parser("add", help="create a user (asks for the password twice)")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    user.add_parser("list", help="list users")
+    user.add_parser("del", help="delete a user").add_argument("name")
+    passwd = user.add_parser("passwd", help="change a user's password")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+    token = sub.add_parser("token", help="publisher tokens for cameras and sensors").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    token.add_parser("add", help="create a token and print it once").add_argument("name")
+    token.add_parser("list", help="list tokens (never the tokens themselves)")
+    token.add_parser("revoke", help="revoke a token").add_argument("name")
+
+    db = sub.add_parser("db", help="the database").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    db.add_parser("check", help="integrity check and schema version")
+    return parser
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        if not sys.stdin.isatty():
+            msg = "no terminal to ask for the password; pipe it in with --password-stdin"
+            raise ApplianceError(msg)
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            msg = "the two passwords differ; run the command again"
+            raise ApplianceError(msg)
+    try:
+        check_policy(password)
+    except PasswordPolicyError as exc:
+        raise ApplianceError(str(exc)) from None
+    return password
+
+
+async def _with_db(settings: Settings, action: Callable[[Database], Awaitable[int]]) -> int:
+    db = await Database.open(settings.db_path)
+    try:
+        return await action(db)
+    finally:
+        await db.close()
+
+
+async def _user(args: argparse.Namespace, db: Database) -> int:
+    if args.action == "add":
+        await accounts.add_user(db, args.name, _read_password(args.password_stdin))
+        _out(f"user {args.name} added")
+    elif args.action == "passwd":
+        await accounts.set_password(db, args.name, _read_password(args.password_stdin))
+        _out(f"password of {args.name} changed; their other sessions are logged out")
+    elif args.action == "del":
+        await accounts.delete_user(db, args.name)
+        _out(f"user {args.name} deleted")
+    else:
+        for user in await user_store.all_users(db):
+            _out(f"{user.username}\tcreated {user.created_at:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
+async def _token(args: argparse.Namespace, db: Database) -> int:
+    if args.action == "add":
+        _record, token = await accounts.add_token(db, args.name)
+        _out(token)
+        _err(f"token {args.name} created; it is shown only this once")
+    elif args.action == "revoke":
+        await accounts.revoke_token(db, args.name)
+        _out(f"token {args.name} revoked")
+    else:
+        for record in await token_store.all_tokens(db):
+            used = f"{record.last_used_at:%Y-%m-%d %H:%M}" if record.last_used_at else "never"
+            _out(f"{record.name}\tcreated {record.created_at:%Y-%m-%d %H:%M}\tlast used {used}")
+    return 0
+
+
+async def _db_check(settings: Settings) -> int:
+    if not settings.db_path.exists():
+        _err(f"no database at {settings.db_path}; it is created when the app first starts")
+        return 1
+    db = await Database.open(settings.db_path, migrate=False)
+    try:
+        version = await db.schema_version()
+        problems = await db.integrity_check()
+    finally:
+        await db.close()
+    _out(f"schema version {version} (this appliance: {LATEST})")
+    for problem in problems:
+        _out(f"problem: {problem}")
+    _out("integrity ok" if not problems else "integrity FAILED")
+    return 0 if not problems else 1
+
+
+async def _serve(settings: Settings) -> int:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    from appliance.app import create_app
+
+    app = create_app(settings)
+    config = Config()
+    config.bind = [f"unix:{settings.unix_socket}" if settings.unix_socket
+                   else f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    where = settings.unix_socket or f"http://{settings.host}:{settings.port}"
+    _LOGGER.info("Serving on %s", where)
+    await serve(app, config, shutdown_trigger=stop.wait)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        overrides: dict[str, Any] = {}
+        if args.command == "serve":
+            overrides = {"host": args.host, "port": args.port, "unix_socket": args.unix_socket}
+        settings = load_settings(args.config, **overrides)
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        if args.command == "serve":
+            return asyncio.run(_serve(settings))
+        if args.command == "db":
+            return asyncio.run(_db_check(settings))
+        handler = _user if args.command == "user" else _token
+        return asyncio.run(_with_db(settings, lambda db: handler(args, db)))
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    except ApplianceError as exc:
+        _err(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,19 @@
+"""The one base error. Every message says what to do about it."""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """Base of the appliance's own errors."""
+
+
+class ConfigError(ApplianceError):
+    """A setting has a bad value; the message names the key and the accepted values."""
+
+
+class StoreError(ApplianceError):
+    """The database cannot be used as it is."""
+
+
+class RadioError(ApplianceError):
+    """The Bluetooth radio failed an operation."""

@@ -1,0 +1,211 @@
+"""The Radio protocol and its production implementation on bleak.
+
+This is the only module of the appliance that imports bleak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Final, Protocol
+
+from appliance.errors import RadioError
+from appliance.presence import protocol
+from appliance.presence.model import Advertisement, LinkInfo
+
+if TYPE_CHECKING:
+    from bleak.backends.device import BLEDevice
+    from bleak.backends.scanner import AdvertisementData
+
+_LOGGER = logging.getLogger(__name__)
+
+# One connect (with bleak-retry-connector's own retries inside) may take this long in total:
+# BlueZ's own connect timeout is 20 s and we allow three attempts of that, plus service discovery.
+CONNECT_TIMEOUT_S: Final = 75.0
+CONNECT_ATTEMPTS: Final = 3
+# Reading one characteristic on a healthy link takes tens of milliseconds.
+GATT_TIMEOUT_S: Final = 10.0
+DISCONNECT_TIMEOUT_S: Final = 10.0
+SCANNER_TIMEOUT_S: Final = 15.0
+# Advertisements waiting for the service; beyond this the oldest are dropped, never buffered.
+QUEUE_SIZE: Final = 1024
+
+
+class Radio(Protocol):
+    """What the presence service needs from a Bluetooth radio."""
+
+    async def start(self) -> None:
+        """Start scanning. Raises RadioError when the adapter is unusable."""
+
+    async def stop(self) -> None:
+        """Stop scanning and drop every link."""
+
+    def advertisements(self) -> AsyncIterator[Advertisement]:
+        """Our beacons' advertisements, as they arrive, until stop()."""
+        ...
+
+    @property
+    def last_activity(self) -> float | None:
+        """Monotonic time of the last advertisement of any device (ours or not)."""
+        ...
+
+    async def connect(self, address: str, on_lost: Callable[[str], None]) -> LinkInfo:
+        """Connect to a beacon, read its info characteristic and keep the link.
+
+        ``on_lost(address)`` is called once when the link drops later. Raises RadioError.
+        """
+        ...
+
+    async def disconnect(self, address: str) -> None:
+        """Drop the link to a beacon, if any."""
+
+    async def recover(self, step: int) -> str:
+        """Try recovery step ``step`` (0 = lightest); return what was done."""
+        ...
+
+
+def advertisement_from_bleak(
+    address: str, rssi: int, service_uuids: list[str], manufacturer_data: dict[int, bytes],
+    local_name: str | None,
+) -> Advertisement | None:
+    """Recognise one of our beacons; None for any other device or malformed data."""
+    if protocol.SERVICE_UUID not in (uuid.lower() for uuid in service_uuids):
+        return None
+    raw = manufacturer_data.get(protocol.COMPANY_ID)
+    if raw is None:
+        return None
+    try:
+        payload = protocol.parse_payload(raw)
+    except protocol.ProtocolError as exc:
+        _LOGGER.debug("Ignoring %s: %s", address, exc)
+        return None
+    return Advertisement(
+        address=address.upper(), rssi=rssi, beacon_id=payload.beacon_id,
+        counter=payload.counter, uptime_min=payload.uptime_min, name=local_name,
+    )
+
+
+class BleakRadio:
+    """The radio on a real adapter through BlueZ (bleak + bleak-retry-connector)."""
+
+    def __init__(self, adapter: str = "hci0", *, passive: bool = False) -> None:
+        self._adapter = adapter
+        self._passive = passive
+        self._queue: asyncio.Queue[Advertisement | None] = asyncio.Queue(QUEUE_SIZE)
+        self._scanner: object | None = None
+        self._devices: dict[str, BLEDevice] = {}
+        self._clients: dict[str, object] = {}
+        self._last_activity: float | None = None
+
+    @property
+    def last_activity(self) -> float | None:
+        return self._last_activity
+
+    def _on_detection(self, device: BLEDevice, data: AdvertisementData) -> None:
+        self._last_activity = asyncio.get_running_loop().time()
+        adv = advertisement_from_bleak(
+            device.address, data.rssi, data.service_uuids, data.manufacturer_data, data.local_name
+        )
+        if adv is None:
+            return
+        self._devices[adv.address] = device
+        if self._queue.full():  # latest wins: never let a stalled consumer grow memory
+            self._queue.get_nowait()
+        self._queue.put_nowait(adv)
+
+    async def start(self) -> None:
+        from bleak import BleakScanner
+        from bleak.exc import BleakError
+
+        kwargs: dict[str, object] = {"adapter": self._adapter}
+        if self._passive:
+            # Passive scanning needs bluetoothd --experimental and at least one or-pattern.
+            from bleak.backends.bluezdbus.advertisement_monitor import OrPattern
+            from bleak.backends.bluezdbus.scanner import BlueZScannerArgs
+
+            pattern = OrPattern(0, 0xFF, protocol.COMPANY_ID.to_bytes(2, "little"))
+            kwargs["bluez"] = BlueZScannerArgs(or_patterns=[pattern])
+            kwargs["scanning_mode"] = "passive"
+        scanner = BleakScanner(detection_callback=self._on_detection, **kwargs)  # type: ignore[arg-type]
+        try:
+            async with asyncio.timeout(SCANNER_TIMEOUT_S):
+                await scanner.start()
+        except (BleakError, TimeoutError, OSError) as exc:
+            msg = f"cannot start scanning on {self._adapter}: {exc}; is bluetoothd running?"
+            raise RadioError(msg) from exc
+        self._scanner = scanner
+
+    async def stop(self) -> None:
+        for address in list(self._clients):
+            await self.disconnect(address)
+        await self._stop_scanner()
+        if self._queue.full():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
+
+    async def _stop_scanner(self) -> None:
+        scanner, self._scanner = self._scanner, None
+        if scanner is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(SCANNER_TIMEOUT_S):
+                    await scanner.stop()  # type: ignore[attr-defined]
+
+    async def advertisements(self) -> AsyncIterator[Advertisement]:
+        while (adv := await self._queue.get()) is not None:
+            yield adv
+
+    async def connect(self, address: str, on_lost: Callable[[str], None]) -> LinkInfo:
+        from bleak.exc import BleakError
+        from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
+
+        device = self._devices.get(address)
+        if device is None:
+            msg = f"{address} has not been seen by this adapter yet; wait for an advertisement"
+            raise RadioError(msg)
+
+        def _lost(_client: object) -> None:
+            self._clients.pop(address, None)
+            on_lost(address)
+
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                client = await establish_connection(
+                    BleakClientWithServiceCache, device, address,
+                    disconnected_callback=_lost, max_attempts=CONNECT_ATTEMPTS,
+                )
+            self._clients[address] = client
+            async with asyncio.timeout(GATT_TIMEOUT_S):
+                raw = await client.read_gatt_char(protocol.INFO_CHAR_UUID)
+            info = protocol.parse_info(bytes(raw))
+        except (BleakError, TimeoutError, OSError, protocol.ProtocolError) as exc:
+            await self.disconnect(address)
+            msg = f"cannot connect to {address}: {exc}"
+            raise RadioError(msg) from exc
+        return LinkInfo(address=address, beacon_id=info.beacon_id, firmware=info.firmware)
+
+    async def disconnect(self, address: str) -> None:
+        client = self._clients.pop(address, None)
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(DISCONNECT_TIMEOUT_S):
+                await client.disconnect()  # type: ignore[attr-defined]
+
+    async def recover(self, step: int) -> str:
+        """Step 0 restarts the scanner; step 1 resets the adapter (bluetooth-auto-recovery)."""
+        await self._stop_scanner()
+        if step >= 1:
+            from bluetooth_adapters import get_adapters_from_hci
+            from bluetooth_auto_recovery import recover_adapter
+
+            hci = int(self._adapter.removeprefix("hci") or 0)
+            mac = get_adapters_from_hci().get(hci, {}).get("bdaddr", "00:00:00:00:00:00")
+            async with asyncio.timeout(60):
+                ok = await recover_adapter(hci, mac)
+            if not ok:
+                msg = f"resetting {self._adapter} failed; check `journalctl -u bluetooth`"
+                raise RadioError(msg)
+        await self.start()
+        return "restarted scanner" if step == 0 else f"reset adapter {self._adapter}"

@@ -1,0 +1,348 @@
+"""The presence service: radio -> tracker -> store and subscribers; owns its tasks.
+
+Writes are batched: state changes reach the database at once, last-seen/RSSI at most every
+``last_seen_write_s`` per beacon (SD cards wear out; a beacon advertises ten times a second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from appliance.clock import Clock, mono_of, wall_of
+from appliance.errors import ApplianceError, RadioError
+from appliance.presence.model import (
+    BeaconView,
+    Pairing,
+    PresenceState,
+    StateChanged,
+    Unsubscribe,
+)
+from appliance.presence.radio import Radio
+from appliance.presence.tracker import Tracker, UnknownBeaconError
+from appliance.settings import Settings
+from appliance.store import beacons as beacon_store
+from appliance.store.db import Database
+
+_LOGGER = logging.getLogger(__name__)
+
+# How often timeouts (away, window, forget) are evaluated; a second is finer than any of them.
+TICK_S: Final = 1.0
+# The scanner counts as stalled after this long without any advertisement from any device.
+SCAN_STALL_S: Final = 90.0
+WATCHDOG_S: Final = 10.0
+# Recovery escalates: step 0 restarts the scanner, step 1 resets the adapter. After the last step
+# it waits RECOVERY_GIVE_UP_S before starting over, so a dead adapter is not hammered.
+RECOVERY_STEPS: Final = 2
+RECOVERY_GIVE_UP_S: Final = 600.0
+# Per-beacon connect backoff after a failed attempt: 5 s doubling to 5 minutes.
+CONNECT_BACKOFF_S: Final = 5.0
+CONNECT_BACKOFF_MAX_S: Final = 300.0
+
+Listener = Callable[[str, BeaconView | None], None]
+
+
+class PairingError(ApplianceError):
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(slots=True)
+class AdapterHealth:
+    scanning: bool = False
+    state: str = "starting"  # ok | recovering | failed | starting
+    recoveries: int = 0
+    last_error: str | None = None
+    last_recovery: str | None = None
+
+
+@dataclass(slots=True)
+class _LinkAttempt:
+    failures: int = 0
+    not_before: float = 0.0
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class _Written:
+    last_seen: float = field(default=float("-inf"))
+    at: float = field(default=float("-inf"))
+
+
+class PresenceService:
+    def __init__(
+        self, settings: Settings, db: Database, radio: Radio, clock: Clock, *,
+        tick_s: float = TICK_S, radio_name: str = "virtual",
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._radio = radio
+        self._clock = clock
+        self._tick_s = tick_s
+        self.radio_name = radio_name
+        self.tracker = Tracker(
+            away_after=settings.away_after_s, reconnect_window=settings.reconnect_window_s,
+            forget_after=settings.forget_after_s,
+        )
+        self.health = AdapterHealth()
+        self._listeners: list[Listener] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._links: dict[str, _LinkAttempt] = {}
+        self._written: dict[str, _Written] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+        self._links_dirty = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        now = self._clock.monotonic()
+        for stored in await beacon_store.paired(self._db):
+            changes = self.tracker.restore(
+                address=stored.address, beacon_id=stored.beacon_id, name=stored.name,
+                pairing=Pairing(stored.user_id, stored.user_name),
+                state=PresenceState(stored.state), first_seen=self._mono(stored.first_seen),
+                last_seen=self._mono(stored.last_seen),
+                window_from=self._mono(stored.window_from), rssi=stored.rssi, now=now,
+            )
+            self._written[stored.address] = _Written(self._mono(stored.last_seen), now)
+            await self._persist(changes)
+        try:
+            await self._radio.start()
+            self.health.scanning, self.health.state = True, "ok"
+        except RadioError as exc:
+            _LOGGER.error("Bluetooth radio did not start: %s", exc)
+            self.health.state, self.health.last_error = "recovering", str(exc)
+        for coro in (self._consume(), self._ticker(), self._link_manager(), self._flusher(),
+                     self._watchdog()):
+            self._tasks.append(asyncio.create_task(coro))
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._pending]:
+            task.cancel()
+        for attempt in self._links.values():
+            if attempt.task:
+                attempt.task.cancel()
+        await asyncio.gather(*self._tasks, *self._pending, return_exceptions=True)
+        self._tasks.clear()
+        await self._radio.stop()
+        self.health.scanning = False
+        await self.flush(force=True)
+
+    # -- queries -------------------------------------------------------------------------------
+    def devices(self) -> list[BeaconView]:
+        return self.tracker.views()
+
+    def wall(self, mono: float) -> datetime:
+        return wall_of(self._clock, mono)
+
+    def subscribe(self, listener: Listener) -> Unsubscribe:
+        """``listener(address, view)`` after every change; view None = the beacon was forgotten."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # -- commands (the REST API) ---------------------------------------------------------------
+    async def pair(self, address: str, user_id: str, user_name: str) -> BeaconView:
+        now = self._clock.monotonic()
+        try:
+            changes = self.tracker.pair(address, Pairing(user_id, user_name), now)
+        except UnknownBeaconError:
+            msg = f"no beacon {address} has been seen; bring it close and wait for it to appear"
+            raise PairingError(msg, code="unknown_device") from None
+        view = self._require(address)
+        await beacon_store.save_pairing(
+            self._db, address=address, beacon_id=view.beacon_id, name=view.name,
+            first_seen=self.wall(view.first_seen), user_id=user_id, user_name=user_name,
+            paired_at=self._clock.wall(), state=view.state.value,
+            last_seen=self.wall(view.last_seen),
+            window_from=self.wall(self.tracker.window_from(address)),
+            rssi=view.rssi,
+        )
+        self._written[address] = _Written(view.last_seen, now)
+        await self._persist(changes[1:])
+        self._publish(changes)
+        self._links.pop(address, None)
+        self._links_dirty.set()
+        return self._require(address)
+
+    async def unpair(self, address: str) -> None:
+        try:
+            changes = self.tracker.unpair(address, self._clock.monotonic())
+        except UnknownBeaconError:
+            msg = f"{address} is not paired"
+            raise PairingError(msg, code="not_paired") from None
+        await beacon_store.delete_pairing(self._db, address)
+        self._written.pop(address, None)
+        attempt = self._links.pop(address, None)
+        if attempt and attempt.task:
+            attempt.task.cancel()
+        await self._radio.disconnect(address)
+        self.tracker.link_down(address, self._clock.monotonic())
+        self._publish(changes)
+
+    async def reconnect(self, address: str) -> BeaconView:
+        try:
+            changes = self.tracker.reconnect(address, self._clock.monotonic())
+        except UnknownBeaconError:
+            msg = f"{address} is not paired; pair it first"
+            raise PairingError(msg, code="not_paired") from None
+        await self._persist(changes)
+        self._publish(changes)
+        self._links.pop(address, None)  # a tap resets the connect backoff too
+        self._links_dirty.set()
+        return self._require(address)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _mono(self, wall: datetime) -> float:
+        return mono_of(self._clock, wall)
+
+    def _require(self, address: str) -> BeaconView:
+        view = self.tracker.view(address)
+        if view is None:  # pragma: no cover - the tracker just handled this address
+            msg = f"{address} vanished"
+            raise PairingError(msg, code="unknown_device")
+        return view
+
+    def _publish(self, changes: list[StateChanged]) -> None:
+        for address in dict.fromkeys(change.address for change in changes):
+            view = self.tracker.view(address)
+            for listener in list(self._listeners):
+                try:
+                    listener(address, view)
+                except Exception:
+                    _LOGGER.exception("Presence listener failed")
+
+    async def _persist(self, changes: list[StateChanged]) -> None:
+        """State changes of paired beacons reach the database at once."""
+        when = self._clock.wall()
+        for address in dict.fromkeys(c.address for c in changes if c.new is not c.old):
+            view = self.tracker.view(address)
+            if view is None or view.pairing is None:
+                continue
+            await beacon_store.set_state(
+                self._db, address, view.state.value, self.wall(view.last_seen),
+                self.wall(self.tracker.window_from(address)), when,
+            )
+            self._written[address] = _Written(view.last_seen, self._clock.monotonic())
+
+    async def _apply(self, changes: list[StateChanged]) -> None:
+        if changes:
+            await self._persist(changes)
+            self._publish(changes)
+            self._links_dirty.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _consume(self) -> None:
+        while True:
+            try:
+                async for adv in self._radio.advertisements():
+                    await self._apply(self.tracker.advertisement(adv, self._clock.monotonic()))
+            except (RadioError, OSError) as exc:  # the watchdog recovers the radio
+                _LOGGER.warning("Advertisement stream failed: %s", exc)
+                self.health.state, self.health.last_error = "recovering", str(exc)
+                await asyncio.sleep(self._tick_s)
+            else:
+                return  # the radio stopped
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            await self._apply(self.tracker.tick(self._clock.monotonic()))
+
+    async def flush(self, *, force: bool = False) -> None:
+        """Write last-seen/RSSI of paired beacons that moved, at most once per interval each."""
+        now = self._clock.monotonic()
+        rows = []
+        for view in self.tracker.views():
+            if view.pairing is None:
+                continue
+            written = self._written.setdefault(view.address, _Written())
+            due = force or now - written.at >= self._settings.last_seen_write_s
+            if view.last_seen > written.last_seen and due:
+                rows.append((
+                    view.address, self.wall(view.last_seen),
+                    self.wall(self.tracker.window_from(view.address)), view.rssi,
+                ))
+                self._written[view.address] = _Written(view.last_seen, now)
+        if rows:
+            await beacon_store.set_last_seen(self._db, rows)
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(min(self._tick_s * 5, self._settings.last_seen_write_s))
+            await self.flush()
+
+    async def _link_manager(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._tick_s):
+                    await self._links_dirty.wait()
+            self._links_dirty.clear()
+            loop_now = asyncio.get_running_loop().time()
+            for address in self.tracker.wants_link():
+                attempt = self._links.setdefault(address, _LinkAttempt())
+                if attempt.task is None and loop_now >= attempt.not_before:
+                    attempt.task = asyncio.create_task(self._connect(address, attempt))
+
+    async def _connect(self, address: str, attempt: _LinkAttempt) -> None:
+        try:
+            info = await self._radio.connect(address, self._on_link_lost)
+        except RadioError as exc:
+            attempt.failures += 1
+            delay = min(CONNECT_BACKOFF_S * 2 ** (attempt.failures - 1), CONNECT_BACKOFF_MAX_S)
+            attempt.not_before = asyncio.get_running_loop().time() + delay
+            _LOGGER.warning("Connect to %s failed (retry in %.0f s): %s", address, delay, exc)
+            return
+        finally:
+            attempt.task = None
+        attempt.failures = 0
+        view = self.tracker.view(address)
+        if view is None or view.pairing is None:  # unpaired while connecting
+            await self._radio.disconnect(address)
+            return
+        await beacon_store.set_firmware(self._db, address, info.firmware)
+        await self._apply(self.tracker.link_up(address, self._clock.monotonic()))
+
+    def _on_link_lost(self, address: str) -> None:
+        changes = self.tracker.link_down(address, self._clock.monotonic())
+        self._spawn(self._apply(changes))
+
+    async def _watchdog(self) -> None:
+        step = 0
+        since = asyncio.get_running_loop().time()  # silence is counted from here at the earliest
+        while True:
+            await asyncio.sleep(WATCHDOG_S)
+            loop_now = asyncio.get_running_loop().time()
+            last = max(self._radio.last_activity or since, since)
+            stalled = self.health.state != "ok" or loop_now - last > SCAN_STALL_S
+            if not stalled:
+                step = 0
+                continue
+            if step >= RECOVERY_STEPS:
+                self.health.state = "failed"
+                _LOGGER.error("Bluetooth recovery exhausted; next try in %s s", RECOVERY_GIVE_UP_S)
+                await asyncio.sleep(RECOVERY_GIVE_UP_S)
+                step = 0
+                continue
+            self.health.state = "recovering"
+            self.health.recoveries += 1
+            try:
+                done = await self._radio.recover(step)
+            except (RadioError, TimeoutError, OSError) as exc:
+                self.health.last_error = str(exc)
+                _LOGGER.warning("Bluetooth recovery step %s failed: %s", step, exc)
+                step += 1
+                continue
+            self.health.state, self.health.scanning = "ok", True
+            since = asyncio.get_running_loop().time()
+            self.health.last_recovery = f"{self._clock.wall().isoformat()} {done}"
+            _LOGGER.warning("Bluetooth scanning stalled; recovered: %s", done)
+            step += 1

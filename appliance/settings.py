@@ -1,0 +1,204 @@
+"""One typed settings object: built-in defaults < TOML file < APPLIANCE_* environment variables.
+
+Every key is flat (``radio = "bleak"`` in the TOML file, ``APPLIANCE_RADIO=bleak`` in the
+environment) and validated at start-up; a bad value raises ConfigError naming the key, where it
+came from and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from appliance.errors import ConfigError
+
+SYSTEM_CONFIG: Final = Path("/etc/appliance/appliance.toml")
+ENV_PREFIX: Final = "APPLIANCE_"
+RADIOS: Final = ("bleak", "virtual")
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Where the database, the session secret and other state live.
+    data_dir: Path = Path("var")
+    # bleak: the real adapter through BlueZ; virtual: bumble beacons in the same process.
+    radio: str = "virtual"
+    adapter: str = "hci0"
+    # Passive scanning saves the beacons' batteries but needs bluetoothd --experimental.
+    passive_scan: bool = False
+    virtual_beacons: int = 3
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # A unix socket path replaces host/port (the image: nginx proxies to it).
+    unix_socket: str = ""
+    log_level: str = "INFO"
+    # A paired beacon missing for this long is away (it advertises every ~100 ms when present).
+    away_after_s: int = 30
+    # Away for longer than this means someone must press Reconnect (the reference's 30 minutes).
+    reconnect_window_s: int = 1800
+    # Last-seen/RSSI reach the SD card at most this often per beacon.
+    last_seen_write_s: int = 60
+    # Unpaired beacons not heard for this long leave the device list.
+    forget_after_s: int = 600
+    # Peers whose X-Forwarded-For/-Proto headers are believed ("unix" = the unix socket).
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1", "unix")
+    # Origins (scheme://host[:port]) browsers may call from, besides the request's own host.
+    public_origins: tuple[str, ...] = ()
+    login_max_failures: int = 5
+    login_failure_window_s: int = 300
+    image_max_bytes: int = 2 * 1024 * 1024
+    readings_retention_days: int = 365
+    status_retention_days: int = 30
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "appliance.db"
+
+
+def _parse_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return raw.lower() in ("1", "true", "yes", "on")
+    msg = "expected true or false"
+    raise ValueError(msg)
+
+
+def _parse_int(low: int, high: int) -> Callable[[object], int]:
+    def parse(raw: object) -> int:
+        msg = f"expected a whole number from {low} to {high}"
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            value = raw
+        elif isinstance(raw, str) and raw.strip().removeprefix("-").isdigit():
+            value = int(raw)
+        else:
+            raise ValueError(msg)
+        if not low <= value <= high:
+            raise ValueError(msg)
+        return value
+
+    return parse
+
+
+def _parse_choice(choices: tuple[str, ...], *, upper: bool = False) -> Callable[[object], str]:
+    def parse(raw: object) -> str:
+        value = str(raw).upper() if upper else str(raw)
+        if value not in choices:
+            msg = f"expected one of {', '.join(choices)}"
+            raise ValueError(msg)
+        return value
+
+    return parse
+
+
+def _parse_str(raw: object) -> str:
+    if not isinstance(raw, str):
+        msg = "expected a string"
+        raise ValueError(msg)
+    return raw
+
+
+def _parse_list(raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        return tuple(raw)
+    msg = "expected a list of strings (comma-separated in the environment)"
+    raise ValueError(msg)
+
+
+def _parse_origins(raw: object) -> tuple[str, ...]:
+    origins = _parse_list(raw)
+    for origin in origins:
+        if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+            msg = "expected origins like https://printer.example.com (scheme and host, no path)"
+            raise ValueError(msg)
+    return origins
+
+
+_PARSERS: Final[dict[str, Callable[[object], Any]]] = {
+    "data_dir": lambda raw: Path(_parse_str(raw)).expanduser(),
+    "radio": _parse_choice(RADIOS),
+    "adapter": _parse_str,
+    "passive_scan": _parse_bool,
+    "virtual_beacons": _parse_int(0, 32),
+    "host": _parse_str,
+    "port": _parse_int(1, 65535),
+    "unix_socket": _parse_str,
+    "log_level": _parse_choice(LOG_LEVELS, upper=True),
+    "away_after_s": _parse_int(5, 3600),
+    "reconnect_window_s": _parse_int(10, 7 * 24 * 3600),
+    "last_seen_write_s": _parse_int(1, 3600),
+    "forget_after_s": _parse_int(30, 7 * 24 * 3600),
+    "trusted_proxies": _parse_list,
+    "public_origins": _parse_origins,
+    "login_max_failures": _parse_int(1, 1000),
+    "login_failure_window_s": _parse_int(1, 24 * 3600),
+    "image_max_bytes": _parse_int(1024, 64 * 1024 * 1024),
+    "readings_retention_days": _parse_int(1, 36500),
+    "status_retention_days": _parse_int(1, 36500),
+}
+assert set(_PARSERS) == {f.name for f in dataclasses.fields(Settings)}  # noqa: S101
+
+
+def _config_path(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
+    if explicit is not None:
+        return explicit
+    if env.get(f"{ENV_PREFIX}CONFIG"):
+        return Path(env[f"{ENV_PREFIX}CONFIG"])
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
+
+
+def load_settings(
+    config: Path | None = None, env: Mapping[str, str] | None = None, **overrides: object
+) -> Settings:
+    """Build the settings. ``overrides`` (command-line options) win over everything."""
+    env = os.environ if env is None else env
+    raw: dict[str, tuple[object, str]] = {}
+    path = _config_path(config, env)
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                table = tomllib.load(fh)
+        except FileNotFoundError:
+            msg = f"config file {path} does not exist; fix --config or APPLIANCE_CONFIG"
+            raise ConfigError(msg) from None
+        except tomllib.TOMLDecodeError as exc:
+            msg = f"config file {path} is not valid TOML: {exc}"
+            raise ConfigError(msg) from None
+        for key, value in table.items():
+            if key not in _PARSERS:
+                msg = f"unknown setting {key!r} in {path}; known: {', '.join(sorted(_PARSERS))}"
+                raise ConfigError(msg)
+            raw[key] = (value, str(path))
+    for key in _PARSERS:
+        name = f"{ENV_PREFIX}{key.upper()}"
+        if name in env:
+            raw[key] = (env[name], name)
+    for key, value in overrides.items():
+        if value is not None:
+            raw[key] = (value, "the command line")
+    values: dict[str, Any] = {}
+    for key, (value, source) in raw.items():
+        try:
+            values[key] = _PARSERS[key](value)
+        except ValueError as exc:
+            msg = f"bad setting {key}={value!r} (from {source}): {exc}"
+            raise ConfigError(msg) from None
+    settings = Settings(**values)
+    if settings.away_after_s >= settings.reconnect_window_s:
+        msg = (
+            f"bad setting away_after_s={settings.away_after_s}: it must be shorter than "
+            f"reconnect_window_s={settings.reconnect_window_s}"
+        )
+        raise ConfigError(msg)
+    return settings
+
+
+__all__ = ["Settings", "load_settings"]

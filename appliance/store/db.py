@@ -1,0 +1,169 @@
+"""The SQLite database: one file in the data dir, WAL, foreign keys on, numbered migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import aiosqlite
+
+from appliance.errors import StoreError
+from appliance.store.migrations import LATEST, MIGRATIONS
+
+_LOGGER = logging.getLogger(__name__)
+
+# A writer waits this long for another connection's lock (the CLI while the app runs).
+BUSY_TIMEOUT_MS: Final = 5000
+
+
+def to_db_time(moment: datetime) -> str:
+    """UTC ISO 8601 with milliseconds and 'Z': sorts as text, parses back exactly."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def from_db_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def connect(path: Path, *, migrate: bool = True) -> aiosqlite.Connection:
+    """Open (creating if needed) the database and bring its schema up to date."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+    except Exception as exc:
+        msg = f"cannot open database {path}: {exc}; check the data dir's permissions"
+        raise StoreError(msg) from exc
+    conn.row_factory = aiosqlite.Row
+    try:
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit survives a power cut (a pairing the user saw succeed is never lost).
+        # Writes are few and batched, so the extra fsync costs nothing noticeable.
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        if migrate:
+            await migrate_to(conn, LATEST)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate_to(conn: aiosqlite.Connection, target: int) -> None:
+    current = await schema_version(conn)
+    if current > LATEST:
+        msg = (
+            f"the database is at schema version {current}, newer than this appliance "
+            f"({LATEST}); install a newer appliance or restore a backup"
+        )
+        raise StoreError(msg)
+    for version in range(current + 1, target + 1):
+        _LOGGER.info("Migrating database to schema version %s", version)
+        try:
+            await conn.executescript(
+                f"BEGIN;\n{MIGRATIONS[version - 1]}\nPRAGMA user_version = {version};\nCOMMIT;"
+            )
+        except Exception as exc:
+            if conn.in_transaction:
+                await conn.rollback()
+            msg = f"migration to schema version {version} failed: {exc}"
+            raise StoreError(msg) from exc
+
+
+async def integrity_check(conn: aiosqlite.Connection) -> list[str]:
+    """PRAGMA integrity_check and foreign_key_check; an empty list means healthy."""
+    problems: list[str] = []
+    async with conn.execute("PRAGMA integrity_check") as cur:
+        problems += [str(row[0]) for row in await cur.fetchall() if row[0] != "ok"]
+    async with conn.execute("PRAGMA foreign_key_check") as cur:
+        problems += [f"foreign key: {tuple(row)}" for row in await cur.fetchall()]
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    rowcount: int
+    lastrowid: int | None
+
+
+class _Executor:
+    """Statements on one connection; callers hold the Database lock."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Iterable[object] = ()) -> Result:
+        async with self._conn.execute(sql, tuple(params)) as cur:
+            return Result(cur.rowcount, cur.lastrowid)
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[object]]) -> None:
+        await self._conn.executemany(sql, [tuple(row) for row in rows])
+
+
+class Database:
+    """One aiosqlite connection shared by the app's tasks.
+
+    Every statement takes the lock, so a statement from one task can never slip into another
+    task's open transaction (and be rolled back with it).
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock = asyncio.Lock()
+        self._executor = _Executor(conn)
+
+    @classmethod
+    async def open(cls, path: Path, *, migrate: bool = True) -> Database:
+        return cls(await connect(path, migrate=migrate), path)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._conn.close()
+
+    async def execute(self, sql: str, params: Iterable[object] = ()) -> Result:
+        async with self._lock:
+            return await self._executor.execute(sql, params)
+
+    async def fetch_all(self, sql: str, params: Iterable[object] = ()) -> list[aiosqlite.Row]:
+        async with self._lock, self._conn.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def fetch_one(self, sql: str, params: Iterable[object] = ()) -> aiosqlite.Row | None:
+        async with self._lock, self._conn.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Executor]:
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._executor
+            except BaseException:
+                await self._conn.rollback()
+                raise
+            await self._conn.commit()
+
+    async def schema_version(self) -> int:
+        async with self._lock:
+            return await schema_version(self._conn)
+
+    async def integrity_check(self) -> list[str]:
+        async with self._lock:
+            return await integrity_check(self._conn)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

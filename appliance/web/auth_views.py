@@ -1,0 +1,105 @@
+"""Login and logout: the HTML form and the JSON session API."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, redirect, render_template, request, url_for
+from quart.typing import ResponseReturnValue
+from quart_auth import AuthUser, login_user, logout_user
+from quart_schema import validate_request
+from werkzeug.datastructures import MultiDict
+
+from appliance.auth.accounts import session_id
+from appliance.auth.passwords import verify_password
+from appliance.store import users as user_store
+from appliance.store.users import User
+from appliance.web.context import services
+from appliance.web.errors import json_error
+from appliance.web.guard import current_account, public
+from appliance.web.models import LoginRequest
+
+blueprint = Blueprint("auth", __name__)
+
+
+class LoginFailed(Exception):
+    def __init__(self, status: int, code: str, message: str, retry_after: int = 0) -> None:
+        super().__init__(message)
+        self.status, self.code, self.retry_after = status, code, retry_after
+
+
+async def _authenticate(username: str, password: str) -> User:
+    """Check credentials with throttling per client address and per user name."""
+    ctx = services()
+    keys = [f"client:{request.remote_addr}", f"user:{username.lower()}"]
+    now = ctx.clock.monotonic()
+    wait = ctx.throttle.retry_after(keys, now)
+    if wait:
+        msg = f"too many failed logins; try again in {wait} s"
+        raise LoginFailed(429, "too_many_attempts", msg, wait)
+    user = await user_store.by_name(ctx.db, username)
+    if not await verify_password(user.password_hash if user else None, password) or user is None:
+        ctx.throttle.failed(keys, now)
+        raise LoginFailed(401, "bad_credentials", "wrong user name or password")
+    ctx.throttle.succeeded(keys[1:])
+    login_user(AuthUser(session_id(user)))
+    return user
+
+
+def _safe_next(target: str | None) -> str:
+    """Only redirect to our own paths after login (no open redirect)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("pages.index")
+
+
+@blueprint.get("/login")
+@public
+async def login_page() -> str:
+    return await render_template("login.html", next=request.args.get("next", ""), error=None)
+
+
+@blueprint.post("/login")
+@public
+async def login_form() -> ResponseReturnValue:
+    form: MultiDict[str, str] = await request.form
+    username, password = form.get("username", ""), form.get("password", "")
+    next_url = form.get("next", "")
+    try:
+        if not username or not password:
+            raise LoginFailed(400, "missing", "enter a user name and a password")
+        await _authenticate(username, password)
+    except LoginFailed as exc:
+        page = await render_template("login.html", next=next_url, error=str(exc))
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        return page, exc.status, headers
+    return redirect(_safe_next(next_url))
+
+
+@blueprint.post("/logout")
+async def logout_form() -> ResponseReturnValue:
+    logout_user()
+    return redirect(url_for("auth.login_page"))
+
+
+@blueprint.post("/api/session")
+@public
+@validate_request(LoginRequest)
+async def session_login(data: LoginRequest) -> Response | tuple[dict[str, object], int]:
+    try:
+        user = await _authenticate(data.username, data.password)
+    except LoginFailed as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        return json_error(exc.status, exc.code, str(exc), **headers)
+    return {"username": user.username, "id": user.id}, 200
+
+
+@blueprint.get("/api/session")
+async def session_info() -> dict[str, object]:
+    user = current_account()
+    assert user is not None  # noqa: S101 - the guard lets only logged-in users reach this
+    return {"username": user.username, "id": user.id}
+
+
+@blueprint.delete("/api/session")
+async def session_logout() -> tuple[dict[str, object], int]:
+    logout_user()
+    return {"success": True, "message": "logged out"}, 200

@@ -1,0 +1,71 @@
+"""Every error leaves the app as {"error": code, "message": text} with the right status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from quart import Quart, Response, jsonify
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+from appliance.auth.accounts import AccountError
+from appliance.presence.service import PairingError
+
+_LOGGER = logging.getLogger(__name__)
+
+_STATUS_FOR_CODE = {
+    "unknown_device": 404, "not_paired": 404, "not_found": 404, "exists": 409,
+    "invalid_name": 422, "weak_password": 422,
+}
+
+
+def json_error(status: int, code: str, message: str, **headers: str) -> Response:
+    response = jsonify({"error": code, "message": message})
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(loc) for loc in error["loc"]) or "body"
+        text = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {text}")
+    return "; ".join(parts)
+
+
+def register(app: Quart) -> None:
+    @app.errorhandler(RequestSchemaValidationError)
+    async def schema_error(exc: RequestSchemaValidationError) -> Response:
+        inner: Any = exc.validation_error
+        if isinstance(inner, ValidationError):
+            if any(error["type"] == "model_type" for error in inner.errors()):
+                return json_error(400, "bad_json", "the body must be a JSON object")
+            return json_error(422, "invalid", _describe(inner))
+        if isinstance(inner, TypeError):
+            return json_error(400, "bad_json", "the body must be a JSON object")
+        return json_error(422, "invalid", str(inner))
+
+    @app.errorhandler(PairingError)
+    async def pairing_error(exc: PairingError) -> Response:
+        return json_error(_STATUS_FOR_CODE.get(exc.code, 409), exc.code, str(exc))
+
+    @app.errorhandler(AccountError)
+    async def account_error(exc: AccountError) -> Response:
+        return json_error(_STATUS_FOR_CODE.get(exc.code, 400), exc.code, str(exc))
+
+    @app.errorhandler(HTTPException)
+    async def http_error(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        status = exc.code or 500
+        if status == 400 and "JSON" in (exc.description or ""):
+            return json_error(400, "bad_json", "the body is not valid JSON")
+        return json_error(status, code, exc.description or exc.name or "error")
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception) -> Response:
+        _LOGGER.exception("Unhandled error")
+        return json_error(500, "internal", "internal error; the appliance log has the details")

@@ -1,0 +1,60 @@
+"""Request bodies of the REST API, validated by quart-schema (pydantic)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from appliance.presence.model import normalise_address
+
+DAY_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DeviceId = Annotated[str, AfterValidator(normalise_address)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+
+
+class LoginRequest(BaseModel):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class PairRequest(BaseModel):
+    """Pair a beacon with a user (the reference presence server's body)."""
+
+    deviceId: DeviceId
+    userId: ShortText
+    userName: ShortText
+
+
+class DeviceRequest(BaseModel):
+    deviceId: DeviceId
+
+
+class TimelapseConfigBody(BaseModel):
+    """Delays in seconds between frames, sensor readings and status updates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_delay: int = Field(ge=1, le=86400)
+    temphum_delay: int = Field(ge=1, le=86400)
+    status_delay: int = Field(ge=1, le=86400)
+
+
+def _check_day(text: str) -> str:
+    if not DAY_RE.match(text):
+        msg = f"{text!r} is not a date like 2026-11-22"
+        raise ValueError(msg)
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        msg = f"{text!r} is not a real calendar date"
+        raise ValueError(msg) from None
+    return text
+
+
+class TempHumQuery(BaseModel):
+    """The UTC day to list; today when omitted."""
+
+    date: Annotated[str, AfterValidator(_check_day)] | None = None

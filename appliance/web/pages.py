@@ -1,0 +1,24 @@
+"""Server-rendered pages: the start page and the API documentation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, current_app, render_template
+
+from appliance import __version__
+from appliance.web.guard import current_account
+
+blueprint = Blueprint("pages", __name__)
+
+
+@blueprint.get("/")
+async def index() -> str:
+    return await render_template("index.html", user=current_account(), version=__version__)
+
+
+@blueprint.get("/docs")
+async def docs() -> str:
+    """Browsable API docs rendered from the OpenAPI document (no CDN: the Pi may be offline)."""
+    spec: dict[str, Any] = current_app.extensions["QUART_SCHEMA"].openapi_provider.schema()
+    return await render_template("docs.html", spec=spec, user=current_account())

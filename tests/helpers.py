@@ -1,0 +1,157 @@
+"""Shared test helpers: a fake clock, factories, an injectable radio, a real server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from appliance.errors import RadioError
+from appliance.presence.model import Advertisement, LinkInfo
+from appliance.settings import Settings
+
+ADDR_A = "C0:FF:EE:00:00:01"
+ADDR_B = "C0:FF:EE:00:00:02"
+
+
+class FakeClock:
+    """Monotonic and wall time that move only when a test says so."""
+
+    def __init__(self) -> None:
+        self._mono = 10_000.0
+        self._wall = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def wall(self) -> datetime:
+        return self._wall
+
+    def advance(self, seconds: float) -> None:
+        self._mono += seconds
+        self._wall += timedelta(seconds=seconds)
+
+    def restart(self) -> FakeClock:
+        """The clock a restarted process sees: same wall time, a different monotonic origin."""
+        other = FakeClock()
+        other._wall = self._wall
+        other._mono = 3.0
+        return other
+
+
+def make_advertisement(
+    address: str = ADDR_A, *, rssi: int = -60, beacon_id: int = 1, name: str | None = None
+) -> Advertisement:
+    return Advertisement(address=address, rssi=rssi, beacon_id=beacon_id, counter=0,
+                         uptime_min=1, name=name)
+
+
+def make_settings(data_dir: Path, **changes: Any) -> Settings:
+    return replace(Settings(data_dir=data_dir), **changes)
+
+
+class InjectableRadio:
+    """A radio stand-in for service tests: advertisements go in through ``inject``.
+
+    It is the boundary only (what bleak would deliver); everything behind it is real.
+    """
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Advertisement | None] = asyncio.Queue()
+        self.links: dict[str, Callable[[str], None]] = {}
+        self.refuse: set[str] = set()
+        self.connects: list[str] = []
+        self.last_activity: float | None = None
+        self.started = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.started = False
+        self.queue.put_nowait(None)
+
+    def inject(self, adv: Advertisement) -> None:
+        self.last_activity = asyncio.get_running_loop().time()
+        self.queue.put_nowait(adv)
+
+    async def advertisements(self) -> AsyncIterator[Advertisement]:
+        while (adv := await self.queue.get()) is not None:
+            yield adv
+
+    async def connect(self, address: str, on_lost: Callable[[str], None]) -> LinkInfo:
+        self.connects.append(address)
+        if address in self.refuse:
+            msg = f"{address} refused"
+            raise RadioError(msg)
+        self.links[address] = on_lost
+        return LinkInfo(address=address, beacon_id=1, firmware="0.1.0")
+
+    async def disconnect(self, address: str) -> None:
+        self.links.pop(address, None)
+
+    def drop_link(self, address: str) -> None:
+        self.links.pop(address)(address)
+
+    async def recover(self, step: int) -> str:
+        return f"step {step}"
+
+
+async def wait_for(
+    predicate: Callable[[], bool | Awaitable[bool]], *, timeout: float = 5.0, what: str = "condition"
+) -> None:
+    """Wait until ``predicate`` holds, checking often, failing after ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                result = predicate()
+                if asyncio.iscoroutine(result):
+                    result = await result
+                if result:
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+
+@contextlib.asynccontextmanager
+async def running_server(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with hypercorn on a loopback port chosen by the kernel."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{sock.fileno()}"]
+    config.accesslog = None
+    config.graceful_timeout = 1
+    shutdown = asyncio.Event()
+    task = asyncio.create_task(serve(app, config, shutdown_trigger=shutdown.wait))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        async with httpx.AsyncClient() as probe:
+
+            async def ready() -> bool:
+                if task.done():
+                    task.result()  # raise the server's start-up error here
+                try:
+                    return (await probe.get(f"{base}/health")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_for(ready, timeout=20, what="the server to answer /health")
+        yield base
+    finally:
+        shutdown.set()
+        await asyncio.wait_for(task, 20)
+        sock.close()

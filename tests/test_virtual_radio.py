@@ -1,0 +1,289 @@
+"""VirtualRadio against bumble's real host stack and virtual controllers.
+
+No sleeps: every wait is on a condition (advertisements seen, a link lost) under a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+
+from appliance.errors import RadioError
+from appliance.presence import virtual_radio
+from appliance.presence.model import Advertisement, LinkInfo
+from appliance.presence.virtual_radio import VirtualRadio, beacon_address
+
+DEADLINE_S = 5.0
+B1, B2, B3 = (beacon_address(beacon_id) for beacon_id in (1, 2, 3))
+
+
+class Recorder:
+    """Consumes radio.advertisements() in the background so tests can wait on what arrived."""
+
+    def __init__(self, radio: VirtualRadio) -> None:
+        self.ads: list[Advertisement] = []
+        self.ended = False
+        self._changed = asyncio.Event()
+        self.task = asyncio.create_task(self._run(radio))
+
+    async def _run(self, radio: VirtualRadio) -> None:
+        async for adv in radio.advertisements():
+            self.ads.append(adv)
+            self._changed.set()
+        self.ended = True
+        self._changed.set()
+
+    def mark(self) -> int:
+        return len(self.ads)
+
+    def since(self, mark: int, address: str) -> list[Advertisement]:
+        return [adv for adv in self.ads[mark:] if adv.address == address]
+
+    async def wait(self, predicate: Callable[[list[Advertisement]], bool]) -> None:
+        async with asyncio.timeout(DEADLINE_S):
+            while not predicate(self.ads):
+                assert not self.ended, "advertisements ended while waiting"
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_for(self, address: str, count: int = 1, mark: int = 0) -> None:
+        await self.wait(lambda _ads: len(self.since(mark, address)) >= count)
+
+    async def assert_silent(self, address: str, others: Sequence[str]) -> None:
+        """``address`` sends nothing while every other beacon advertises three times."""
+        settle = self.mark()  # first let whatever was in flight land: one round of the others
+        await self.wait(lambda _ads: all(self.since(settle, o) for o in others))
+        start = self.mark()
+        await self.wait(lambda _ads: all(len(self.since(start, o)) >= 3 for o in others))
+        assert self.since(start, address) == []
+
+
+@pytest.fixture(autouse=True)
+def fast_advertising(monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 ms, the shortest legal interval: the same behaviour, seven times faster tests."""
+    monkeypatch.setattr(virtual_radio, "ADV_INTERVAL_MS", 20.0)
+
+
+@pytest.fixture
+async def radio() -> AsyncIterator[VirtualRadio]:
+    radio = VirtualRadio(3, seed=7)
+    await radio.start()
+    yield radio
+    await radio.stop()
+
+
+@pytest.fixture
+async def rec(radio: VirtualRadio) -> AsyncIterator[Recorder]:
+    recorder = Recorder(radio)
+    yield recorder
+    await radio.stop()
+    async with asyncio.timeout(DEADLINE_S):
+        await recorder.task
+
+
+def lost_recorder() -> tuple[list[str], Callable[[str], None], asyncio.Event]:
+    calls: list[str] = []
+    event = asyncio.Event()
+
+    def on_lost(address: str) -> None:
+        calls.append(address)
+        event.set()
+
+    return calls, on_lost, event
+
+
+async def test_discovers_every_beacon_with_its_id_name_and_service(
+    radio: VirtualRadio, rec: Recorder
+) -> None:
+    await rec.wait(lambda ads: {adv.address for adv in ads} == {B1, B2, B3})
+    first = {adv.address: adv for adv in reversed(rec.ads)}
+    for address, adv in first.items():
+        state = radio.beacons[address]
+        assert adv.beacon_id == state.beacon_id
+        assert adv.name == f"SG Beacon {state.beacon_id}"  # from the real scan response
+    assert radio.last_activity is not None
+
+
+async def test_rssi_jitters_around_its_base_and_follows_set_rssi(
+    radio: VirtualRadio, rec: Recorder
+) -> None:
+    await rec.wait_for(B1, count=12)
+    values = [adv.rssi for adv in rec.since(0, B1)]
+    assert len(set(values)) > 1
+    assert abs(statistics.mean(values) - (-60)) < 3
+
+    radio.set_rssi(B1, -80)
+    await rec.wait(lambda _ads: len([a for a in rec.since(0, B1) if a.rssi <= -72]) >= 10)
+    moved = [adv.rssi for adv in rec.since(0, B1) if adv.rssi <= -72]
+    assert abs(statistics.mean(moved) - (-80)) < 3
+    assert radio.beacons[B1].rssi == -80
+
+
+async def test_connect_reads_the_beacon_info(radio: VirtualRadio, rec: Recorder) -> None:
+    await rec.wait_for(B2)
+    info = await radio.connect(B2, lost_recorder()[1])
+    assert info == LinkInfo(address=B2, beacon_id=2, firmware="0.1.0")
+
+
+async def test_beacon_leaving_drops_the_link_once_and_stops_advertising(
+    radio: VirtualRadio, rec: Recorder
+) -> None:
+    await rec.wait_for(B1)
+    calls, on_lost, lost = lost_recorder()
+    await radio.connect(B1, on_lost)
+
+    await radio.set_present(B1, False)
+    async with asyncio.timeout(DEADLINE_S):
+        await lost.wait()
+    assert calls == [B1]
+    assert radio.beacons[B1].present is False
+    await rec.assert_silent(B1, [B2, B3])
+    assert calls == [B1]
+
+
+async def test_beacon_returning_advertises_again_and_reconnects(
+    radio: VirtualRadio, rec: Recorder
+) -> None:
+    await rec.wait_for(B3)
+    await radio.set_present(B3, False)
+    await rec.assert_silent(B3, [B1, B2])
+
+    mark = rec.mark()
+    await radio.set_present(B3, True)
+    await rec.wait_for(B3, mark=mark)
+    info = await radio.connect(B3, lost_recorder()[1])
+    assert info.beacon_id == 3
+
+
+async def test_concurrent_connects_to_every_beacon_all_succeed(
+    radio: VirtualRadio, rec: Recorder
+) -> None:
+    await rec.wait(lambda ads: {adv.address for adv in ads} == {B1, B2, B3})
+    infos = await asyncio.gather(*(radio.connect(a, lost_recorder()[1]) for a in (B1, B2, B3)))
+    assert [info.beacon_id for info in infos] == [1, 2, 3]
+
+
+async def test_disconnect_does_not_report_a_loss_and_the_beacon_advertises_again(
+    radio: VirtualRadio, rec: Recorder
+) -> None:
+    await rec.wait_for(B2)
+    calls, on_lost, _lost = lost_recorder()
+    await radio.connect(B2, on_lost)
+    await radio.disconnect(B2)
+    mark = rec.mark()
+    await rec.wait_for(B2, mark=mark)
+    assert calls == []
+    assert (await radio.connect(B2, on_lost)).beacon_id == 2
+
+
+async def test_identify_write_reaches_the_beacon(radio: VirtualRadio, rec: Recorder) -> None:
+    await rec.wait_for(B1)
+    assert radio.identify_count(B1) == 0
+    await radio.connect(B1, lost_recorder()[1])
+    await radio.identify(B1, 5)
+    assert radio.identify_count(B1) == 1
+    assert radio.identify_writes(B1) == [5]
+
+
+async def test_identify_without_a_link_is_a_radio_error(radio: VirtualRadio) -> None:
+    with pytest.raises(RadioError, match="connect to it"):
+        await radio.identify(B1, 5)
+
+
+async def test_added_beacon_advertises_and_removed_beacon_goes_silent(
+    radio: VirtualRadio, rec: Recorder
+) -> None:
+    address = await radio.add_beacon(42, rssi=-70.0, name="Lab")
+    assert address == "F0:00:00:00:00:2A"
+    await rec.wait_for(address)
+    adv = rec.since(0, address)[0]
+    assert (adv.beacon_id, adv.name) == (42, "Lab")
+    info = await radio.connect(address, lost_recorder()[1])
+    assert info.beacon_id == 42
+
+    await radio.remove_beacon(address)
+    assert address not in radio.beacons
+    await rec.assert_silent(address, [B1, B2, B3])
+
+
+async def test_adding_an_existing_id_is_refused(radio: VirtualRadio) -> None:
+    with pytest.raises(ValueError, match="already exists"):
+        await radio.add_beacon(1)
+
+
+async def test_drop_fraction_one_silences_a_beacon_until_reset(
+    radio: VirtualRadio, rec: Recorder
+) -> None:
+    await rec.wait_for(B2)
+    radio.drop_fraction(B2, 1.0)
+    await rec.assert_silent(B2, [B1, B3])
+    radio.drop_fraction(B2, 0.0)
+    mark = rec.mark()
+    await rec.wait_for(B2, mark=mark)
+
+
+async def test_beacons_refresh_their_counter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(virtual_radio, "ADV_REFRESH_S", 0.05)
+    radio = VirtualRadio(1, seed=7)
+    await radio.start()
+    rec = Recorder(radio)
+    try:
+        await rec.wait(lambda _ads: any(adv.counter >= 2 for adv in rec.since(0, B1)))
+        counters = [adv.counter for adv in rec.since(0, B1)]
+        assert counters == sorted(counters)
+    finally:
+        await radio.stop()
+        await rec.task
+
+
+async def test_connect_to_unknown_address_fails_fast(radio: VirtualRadio) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(RadioError, match="has not been seen"):
+        await radio.connect("AA:BB:CC:DD:EE:FF", lost_recorder()[1])
+    assert loop.time() - started < 0.5
+
+
+async def test_connect_to_absent_beacon_times_out_and_the_radio_stays_usable(
+    monkeypatch: pytest.MonkeyPatch, radio: VirtualRadio, rec: Recorder
+) -> None:
+    monkeypatch.setattr(virtual_radio, "CONNECT_TIMEOUT_S", 0.3)
+    await rec.wait(lambda _ads: bool(rec.since(0, B1)) and bool(rec.since(0, B2)))
+    await radio.set_present(B1, False)
+    with pytest.raises(RadioError, match="in range"):
+        await radio.connect(B1, lost_recorder()[1])
+    # The controller completed the cancelled attempt: the next connect is not "busy".
+    assert (await radio.connect(B2, lost_recorder()[1])).beacon_id == 2
+
+
+async def test_recover_restarts_scanning(radio: VirtualRadio, rec: Recorder) -> None:
+    assert "restarted scanning" in await radio.recover(0)
+    mark = rec.mark()
+    await rec.wait(lambda _ads: all(rec.since(mark, address) for address in (B1, B2, B3)))
+
+
+async def test_stop_ends_advertisements_and_leaves_no_tasks(
+    radio: VirtualRadio, rec: Recorder
+) -> None:
+    await rec.wait_for(B1)
+    calls, on_lost, _lost = lost_recorder()
+    await radio.connect(B1, on_lost)
+
+    await radio.stop()
+    async with asyncio.timeout(DEADLINE_S):
+        await rec.task
+    assert rec.ended
+    assert calls == []
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    with pytest.raises(RadioError, match="not started"):
+        await radio.connect(B1, on_lost)
+
+
+async def test_control_api_rejects_unknown_addresses(radio: VirtualRadio) -> None:
+    with pytest.raises(ValueError, match="no virtual beacon"):
+        radio.set_rssi("AA:BB:CC:DD:EE:FF", -50)
+    with pytest.raises(ValueError, match=r"outside 0\.\.1"):
+        radio.drop_fraction(B1, 1.5)
