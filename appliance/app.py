@@ -16,6 +16,7 @@ from appliance.clock import Clock, SystemClock
 from appliance.presence.radio import BleakRadio, Radio
 from appliance.presence.service import PresenceService
 from appliance.settings import Settings
+from appliance.store import users as user_store
 from appliance.store.db import Database
 from appliance.web import auth_views, errors, guard, pages, presence_api, timelapse_api
 from appliance.web.context import Services
@@ -99,6 +100,8 @@ def create_app(
             ),
         )
         await presence.start()
+        if not await user_store.all_users(db):
+            _LOGGER.warning("No users yet: create one with `appliance user add NAME`")
         _LOGGER.info("Appliance %s ready (radio: %s, data: %s)", __version__, settings.radio,
                      settings.data_dir)
 

@@ -98,7 +98,9 @@ class InjectableRadio:
     async def disconnect(self, address: str) -> None:
         self.links.pop(address, None)
 
-    def drop_link(self, address: str) -> None:
+    def leave(self, address: str) -> None:
+        """The beacon walks out of range: its link drops and connecting fails."""
+        self.refuse.add(address)
         self.links.pop(address)(address)
 
     async def recover(self, step: int) -> str:
@@ -106,11 +108,11 @@ class InjectableRadio:
 
 
 async def wait_for(
-    predicate: Callable[[], bool | Awaitable[bool]], *, timeout: float = 5.0, what: str = "condition"
+    predicate: Callable[[], bool | Awaitable[bool]], *, within: float = 5.0, what: str = "condition"
 ) -> None:
-    """Wait until ``predicate`` holds, checking often, failing after ``timeout`` seconds."""
+    """Wait until ``predicate`` holds, checking often, failing after ``within`` seconds."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 result = predicate()
                 if asyncio.iscoroutine(result):
@@ -119,7 +121,7 @@ async def wait_for(
                     return
                 await asyncio.sleep(0.02)
     except TimeoutError:
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+        raise AssertionError(f"timed out after {within} s waiting for {what}") from None
 
 
 @contextlib.asynccontextmanager
@@ -149,9 +151,37 @@ async def running_server(app: Any) -> AsyncIterator[str]:
                 except httpx.TransportError:
                     return False
 
-            await wait_for(ready, timeout=20, what="the server to answer /health")
+            await wait_for(ready, within=20, what="the server to answer /health")
         yield base
     finally:
         shutdown.set()
         await asyncio.wait_for(task, 20)
-        sock.close()
+        with contextlib.suppress(OSError):  # hypercorn closes the inherited descriptor itself
+            sock.close()
+
+
+PASSWORD = "correct horse battery"
+
+
+async def add_user(data_dir: Path, name: str = "alice", password: str = PASSWORD) -> None:
+    """Create a user in the real database file, as `appliance user add` does."""
+    from appliance.auth import accounts
+    from appliance.store.db import Database
+
+    db = await Database.open(data_dir / "appliance.db")
+    try:
+        await accounts.add_user(db, name, password)
+    finally:
+        await db.close()
+
+
+async def add_token(data_dir: Path, name: str = "camera") -> str:
+    from appliance.auth import accounts
+    from appliance.store.db import Database
+
+    db = await Database.open(data_dir / "appliance.db")
+    try:
+        _record, token = await accounts.add_token(db, name)
+    finally:
+        await db.close()
+    return token

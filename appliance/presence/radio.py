@@ -166,8 +166,10 @@ class BleakRadio:
             raise RadioError(msg)
 
         def _lost(_client: object) -> None:
-            self._clients.pop(address, None)
-            on_lost(address)
+            # bleak also calls this after our own disconnect(); only a drop we did not ask for
+            # (the client is still registered) is reported, as the Radio protocol says.
+            if self._clients.pop(address, None) is not None:
+                on_lost(address)
 
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):

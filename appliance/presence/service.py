@@ -78,13 +78,16 @@ class _Written:
 class PresenceService:
     def __init__(
         self, settings: Settings, db: Database, radio: Radio, clock: Clock, *,
-        tick_s: float = TICK_S, radio_name: str = "virtual",
+        tick_s: float = TICK_S, radio_name: str = "virtual", watchdog_s: float = WATCHDOG_S,
+        stall_s: float = SCAN_STALL_S,
     ) -> None:
         self._settings = settings
         self._db = db
         self._radio = radio
         self._clock = clock
         self._tick_s = tick_s
+        self._watchdog_s = watchdog_s
+        self._stall_s = stall_s
         self.radio_name = radio_name
         self.tracker = Tracker(
             away_after=settings.away_after_s, reconnect_window=settings.reconnect_window_s,
@@ -319,10 +322,13 @@ class PresenceService:
         step = 0
         since = asyncio.get_running_loop().time()  # silence is counted from here at the earliest
         while True:
-            await asyncio.sleep(WATCHDOG_S)
+            await asyncio.sleep(self._watchdog_s)
             loop_now = asyncio.get_running_loop().time()
             last = max(self._radio.last_activity or since, since)
-            stalled = self.health.state != "ok" or loop_now - last > SCAN_STALL_S
+            # Linked beacons stop advertising (the firmware does), so silence with live links
+            # is expected, not a stalled scanner.
+            linked = any(view.linked for view in self.tracker.views())
+            stalled = self.health.state != "ok" or (not linked and loop_now - last > self._stall_s)
             if not stalled:
                 step = 0
                 continue

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -35,15 +35,15 @@ from appliance.presence.radio import advertisement_from_bleak
 
 _LOGGER = logging.getLogger(__name__)
 
-# 152.5 ms is the first "after the first 30 s" interval of Apple's accessory guidelines: a
-# central finds a beacon within ~0.2 s, and 3 beacons cost ~40 HCI events/s in total (low CPU).
-ADV_INTERVAL_MS: Final = 152.5
-# Beacons refresh counter and uptime in their advertising data this often, like the firmware.
-ADV_REFRESH_S: Final = 1.0
+# The real beacon's interval: beacon.ino never sets one, so ArduinoBLE's default 160 × 0.625 ms
+# applies. Discovery takes ~0.1 s; 3 beacons make ~60 HCI reports/s: 3 % of one x86 core.
+ADV_INTERVAL_MS: Final = 100.0
+# New counter/uptime go on air this often: the firmware's ADV_REFRESH_MS.
+ADV_REFRESH_S: Final = 60.0
 # Every HCI command is answered within a few loop iterations in-process; 2 s means "stack broken".
 COMMAND_TIMEOUT_S: Final = 2.0
-# A connection completes on the beacon's next received advertisement; 3 s is ~20 intervals and
-# still covers drop_fraction(0.8). bumble cancels the attempt itself at this limit.
+# A connection completes on the beacon's next received advertisement; 3 s is 30 intervals, so
+# it still succeeds at drop_fraction(0.8). bumble cancels the attempt itself at this limit.
 CONNECT_TIMEOUT_S: Final = 3.0
 # Service discovery plus one read is ~6 ATT round trips of a few loop iterations each.
 GATT_TIMEOUT_S: Final = 2.0
@@ -204,7 +204,7 @@ class VirtualBeacon:
     def _on_connection(self, connection: Connection) -> None:
         connection.on(Connection.EVENT_DISCONNECTION, lambda _reason: self._spawn(self._resume()))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         if self._closed:
             coro.close()
             return
@@ -221,12 +221,15 @@ class VirtualBeacon:
             await asyncio.sleep(ADV_REFRESH_S)
             self._counter += 1
             data = self._advertising_data()
-            async with self._lock, asyncio.timeout(COMMAND_TIMEOUT_S):
-                self.device.advertising_data = data
-                if self.device.legacy_advertiser is not None:
-                    await self.device.send_sync_command(
-                        hci.HCI_LE_Set_Advertising_Data_Command(advertising_data=data)
-                    )
+            try:
+                async with self._lock, asyncio.timeout(COMMAND_TIMEOUT_S):
+                    self.device.advertising_data = data
+                    if self.device.legacy_advertiser is not None:
+                        await self.device.send_sync_command(
+                            hci.HCI_LE_Set_Advertising_Data_Command(advertising_data=data)
+                        )
+            except (core.BaseBumbleError, TimeoutError) as exc:
+                _LOGGER.warning("%s: refreshing advertising data failed: %r", self.name, exc)
 
     async def start(self, *, present: bool) -> None:
         async with asyncio.timeout(COMMAND_TIMEOUT_S):
@@ -406,8 +409,10 @@ class VirtualRadio:
             raise RadioError(msg) from exc
 
     async def recover(self, step: int) -> str:
-        """Every step restarts scanning: a virtual controller has nothing else to reset."""
-        device = self._require_device()
+        """Every step restarts scanning (or starts the radio if start() failed)."""
+        if (device := self._device) is None:
+            await self.start()
+            return "started the virtual radio"
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT_S):
                 await device.stop_scanning(legacy=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import AuthUser, login_user, logout_user
-from quart_schema import validate_request
+from quart_schema import hide, validate_request
 from werkzeug.datastructures import MultiDict
 
 from appliance.auth.accounts import session_id
@@ -52,12 +52,14 @@ def _safe_next(target: str | None) -> str:
 
 
 @blueprint.get("/login")
+@hide
 @public
 async def login_page() -> str:
     return await render_template("login.html", next=request.args.get("next", ""), error=None)
 
 
 @blueprint.post("/login")
+@hide
 @public
 async def login_form() -> ResponseReturnValue:
     form: MultiDict[str, str] = await request.form
@@ -75,6 +77,7 @@ async def login_form() -> ResponseReturnValue:
 
 
 @blueprint.post("/logout")
+@hide
 async def logout_form() -> ResponseReturnValue:
     logout_user()
     return redirect(url_for("auth.login_page"))

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
-from quart import Quart, Response, jsonify
+from quart import Quart, Response, jsonify, request
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -61,7 +61,7 @@ def register(app: Quart) -> None:
     async def http_error(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
         status = exc.code or 500
-        if status == 400 and "JSON" in (exc.description or ""):
+        if status == 400 and request.is_json:  # quart's get_json failed to parse the body
             return json_error(400, "bad_json", "the body is not valid JSON")
         return json_error(status, code, exc.description or exc.name or "error")
 

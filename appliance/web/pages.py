@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint, current_app, render_template
+from quart_schema import hide
 
 from appliance import __version__
 from appliance.web.guard import current_account
@@ -13,11 +14,13 @@ blueprint = Blueprint("pages", __name__)
 
 
 @blueprint.get("/")
+@hide
 async def index() -> str:
     return await render_template("index.html", user=current_account(), version=__version__)
 
 
 @blueprint.get("/docs")
+@hide
 async def docs() -> str:
     """Browsable API docs rendered from the OpenAPI document (no CDN: the Pi may be offline)."""
     spec: dict[str, Any] = current_app.extensions["QUART_SCHEMA"].openapi_provider.schema()

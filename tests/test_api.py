@@ -1,0 +1,353 @@
+"""Every endpoint, good and bad input, against the real app on hypercorn with a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from helpers import PASSWORD, FakeClock, add_token, add_user, make_settings, running_server, wait_for
+
+from appliance.app import create_app
+from appliance.presence.virtual_radio import VirtualRadio, beacon_address
+from appliance.store import readings
+from appliance.store.db import Database
+
+B1, B2 = beacon_address(1), beacon_address(2)
+
+
+@dataclass
+class Env:
+    base: str
+    client: httpx.AsyncClient
+    radio: VirtualRadio
+    clock: FakeClock
+    data_dir: Path
+
+    async def login(self, username: str = "alice", password: str = PASSWORD) -> httpx.Response:
+        return await self.client.post(f"{self.base}/api/session",
+                                      json={"username": username, "password": password})
+
+    async def device(self, address: str) -> dict[str, Any] | None:
+        response = await self.client.get(f"{self.base}/devices")
+        assert response.status_code == 200, response.text
+        return next((d for d in response.json()["discovered"] if d["id"] == address), None)
+
+
+@pytest.fixture
+async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+    overrides = getattr(request, "param", {})
+    settings = make_settings(tmp_path, **overrides)
+    await add_user(tmp_path)
+    clock = FakeClock()
+    radio = VirtualRadio(2, seed=7)
+    app = create_app(settings, radio=radio, clock=clock, tick_s=0.05)
+    async with running_server(app) as base, httpx.AsyncClient(timeout=10) as client:
+        yield Env(base, client, radio, clock, tmp_path)
+
+
+@pytest.fixture
+async def logged_in(env: Env) -> Env:
+    assert (await env.login()).status_code == 200
+    return env
+
+
+# -- health, login, sessions ---------------------------------------------------------------------
+async def test_health_needs_no_login_and_keeps_reference_fields(env: Env) -> None:
+    response = await env.client.get(f"{env.base}/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["service"] == "appliance" and body["version"]
+
+
+async def test_json_login_sets_an_httponly_lax_cookie_and_logout_ends_the_session(env: Env) -> None:
+    response = await env.login()
+    assert response.status_code == 200
+    assert response.json()["username"] == "alice"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    assert (await env.client.get(f"{env.base}/api/session")).json()["username"] == "alice"
+    assert (await env.client.delete(f"{env.base}/api/session")).status_code == 200
+    after = await env.client.get(f"{env.base}/api/session")
+    assert after.status_code == 401
+    assert after.json()["error"] == "unauthorized"
+
+
+async def test_wrong_password_is_401_with_a_message(env: Env) -> None:
+    response = await env.login(password="wrong password")
+    assert response.status_code == 401
+    assert response.json() == {"error": "bad_credentials", "message": "wrong user name or password"}
+    assert (await env.login(username="nobody")).status_code == 401
+
+
+async def test_cookie_is_secure_when_a_trusted_proxy_says_https(env: Env) -> None:
+    response = await env.client.post(
+        f"{env.base}/api/session", json={"username": "alice", "password": PASSWORD},
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"},
+    )
+    assert response.status_code == 200
+    assert "Secure" in response.headers["set-cookie"]
+
+
+@pytest.mark.parametrize("env", [{"trusted_proxies": ()}], indirect=True)
+async def test_forwarded_headers_from_an_untrusted_peer_are_ignored(env: Env) -> None:
+    response = await env.client.post(
+        f"{env.base}/api/session", json={"username": "alice", "password": PASSWORD},
+        headers={"X-Forwarded-Proto": "https"},
+    )
+    assert response.status_code == 200
+    assert "Secure" not in response.headers["set-cookie"]
+
+
+@pytest.mark.parametrize("env", [{"login_max_failures": 3}], indirect=True)
+async def test_repeated_failures_are_throttled_with_retry_after(env: Env) -> None:
+    for _ in range(3):
+        assert (await env.login(password="wrong password")).status_code == 401
+    blocked = await env.login()  # even the right password waits out the lockout
+    assert blocked.status_code == 429
+    assert blocked.json()["error"] == "too_many_attempts"
+    assert 0 < int(blocked.headers["Retry-After"]) <= 300
+    env.clock.advance(301)
+    assert (await env.login()).status_code == 200
+
+
+@pytest.mark.parametrize("env", [{"login_max_failures": 2}], indirect=True)
+async def test_failures_for_one_user_are_throttled_across_clients(env: Env) -> None:
+    for forwarded in ("198.51.100.1", "198.51.100.2"):
+        response = await env.client.post(
+            f"{env.base}/api/session", json={"username": "alice", "password": "nope nope"},
+            headers={"X-Forwarded-For": forwarded})
+        assert response.status_code == 401
+    response = await env.client.post(
+        f"{env.base}/api/session", json={"username": "alice", "password": PASSWORD},
+        headers={"X-Forwarded-For": "198.51.100.3"})
+    assert response.status_code == 429
+
+
+async def test_html_login_form_redirects_back_and_pages_need_login(env: Env) -> None:
+    page = await env.client.get(f"{env.base}/", headers={"Accept": "text/html"})
+    assert page.status_code == 302 and page.headers["location"].startswith("/login?next=/")
+    form = await env.client.get(f"{env.base}/login")
+    assert form.status_code == 200 and 'name="password"' in form.text
+    bad = await env.client.post(f"{env.base}/login", data={"username": "alice", "password": "x"})
+    assert bad.status_code == 401 and "wrong user name or password" in bad.text
+    good = await env.client.post(f"{env.base}/login",
+                                 data={"username": "alice", "password": PASSWORD, "next": "/docs"})
+    assert good.status_code == 302 and good.headers["location"] == "/docs"
+    evil = await env.client.post(f"{env.base}/login", data={
+        "username": "alice", "password": PASSWORD, "next": "//evil.example.com/"})
+    assert evil.headers["location"] == "/"
+    index = await env.client.get(f"{env.base}/")
+    assert index.status_code == 200 and "alice" in index.text
+
+
+async def test_pages_carry_security_headers_and_a_csp_without_inline_script(env: Env) -> None:
+    response = await env.client.get(f"{env.base}/login")
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "unsafe-inline" not in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "<script" not in response.text
+
+
+# -- presence --------------------------------------------------------------------------------------
+async def test_devices_lists_the_virtual_beacons(logged_in: Env) -> None:
+    env = logged_in
+
+    async def both_seen() -> bool:
+        return None not in (await env.device(B1), await env.device(B2))
+
+    await wait_for(both_seen, what="both virtual beacons in /devices")
+    device = await env.device(B1)
+    assert device is not None
+    assert device["isPaired"] is False and device["isConnected"] is False
+    assert device["state"] == "discovered" and device["beaconId"] == 1
+    assert isinstance(device["rssi"], int) and -100 < device["rssi"] < 0
+    for key in ("name", "rssiSmoothed", "lastSeen", "firstSeen", "requiresTap", "userId"):
+        assert key in device
+
+
+async def test_pair_connects_over_gatt_and_unpair_releases(logged_in: Env) -> None:
+    env = logged_in
+    await wait_for(lambda: env.device(B1), what="beacon 1 discovered")
+    response = await env.client.post(f"{env.base}/pair", json={
+        "deviceId": B1.lower(), "userId": "user-uuid", "userName": "alice@example.com"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["success"], body["message"], body["deviceId"], body["userId"]) == (
+        True, "Device paired successfully", B1, "user-uuid")
+
+    async def linked() -> bool:
+        device = await env.device(B1)
+        return bool(device and device["isConnected"])
+
+    await wait_for(linked, within=10, what="a GATT link to the paired beacon")
+    device = await env.device(B1)
+    assert device is not None and device["isPaired"] and device["state"] == "connected"
+    assert device["userName"] == "alice@example.com"
+
+    status = (await env.client.get(f"{env.base}/status")).json()
+    assert status["bluetooth"]["connectedCount"] == 1
+    assert status["pairing"] == {"totalPaired": 1, "requiresTap": 0, "activeRecent": 1}
+
+    response = await env.client.post(f"{env.base}/unpair", json={"deviceId": B1})
+    assert response.json() == {"success": True, "message": "Device unpaired", "deviceId": B1}
+    device = await env.device(B1)
+    assert device is not None and not device["isPaired"] and not device["isConnected"]
+    again = await env.client.post(f"{env.base}/unpair", json={"deviceId": B1})
+    assert again.status_code == 404 and again.json()["error"] == "not_paired"
+
+
+async def test_beacon_away_past_the_window_needs_the_reconnect_tap(logged_in: Env) -> None:
+    env = logged_in
+    await wait_for(lambda: env.device(B1), what="beacon 1 discovered")
+    await env.client.post(f"{env.base}/pair", json={"deviceId": B1, "userId": "u", "userName": "a"})
+
+    async def state_is(expected: str, connected: bool | None = None) -> bool:
+        device = await env.device(B1)
+        return bool(device and device["state"] == expected
+                    and (connected is None or device["isConnected"] is connected))
+
+    await wait_for(lambda: state_is("connected", True), within=10, what="linked")
+    await env.radio.set_present(B1, False)
+    await wait_for(lambda: state_is("connected", False), what="link lost")
+    env.clock.advance(31)
+    await wait_for(lambda: state_is("away"), what="away")
+    env.clock.advance(30 * 60)
+    await wait_for(lambda: state_is("requiresTap"), what="requiresTap")
+    assert (await env.client.get(f"{env.base}/status")).json()["pairing"]["requiresTap"] == 1
+
+    await env.radio.set_present(B1, True)
+    env.clock.advance(1)
+    device = await env.device(B1)
+    assert device is not None and device["requiresTap"] and not device["isConnected"]
+    await wait_for(lambda: _fresh(env), what="the beacon heard again")
+    assert (await env.device(B1))["state"] == "requiresTap"  # type: ignore[index]
+
+    response = await env.client.post(f"{env.base}/reconnect", json={"deviceId": B1})
+    assert response.status_code == 200
+    assert (response.json()["message"], response.json()["userId"]) == ("Device reconnected", "u")
+    await wait_for(lambda: state_is("connected", True), within=10, what="reconnected")
+
+
+async def _fresh(env: Env) -> bool:
+    device = await env.device(B1)
+    return bool(device) and device["lastSeen"] == _iso(env.clock.wall())  # type: ignore[index]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "error", "fragment"),
+    [
+        ("/pair", {"deviceId": "not-a-mac", "userId": "u", "userName": "n"}, 422, "invalid",
+         "deviceId: 'not-a-mac' is not a Bluetooth address"),
+        ("/pair", {"deviceId": "AA:BB:CC:DD:EE:FF", "userName": "n"}, 422, "invalid", "userId"),
+        ("/pair", {"deviceId": "AA:BB:CC:DD:EE:FF", "userId": "", "userName": "n"}, 422, "invalid",
+         "userId"),
+        ("/pair", {"deviceId": "AA:BB:CC:DD:EE:FF", "userId": "u", "userName": "n"}, 404,
+         "unknown_device", "no beacon AA:BB:CC:DD:EE:FF has been seen"),
+        ("/pair", [1, 2], 400, "bad_json", "JSON object"),
+        ("/reconnect", {"deviceId": "AA:BB:CC:DD:EE:FF"}, 404, "not_paired", "not paired"),
+        ("/reconnect", {}, 422, "invalid", "deviceId"),
+        ("/unpair", {"deviceId": 42}, 422, "invalid", "deviceId"),
+    ],
+)
+async def test_bad_presence_requests_get_clear_4xx(
+    logged_in: Env, path: str, body: Any, status: int, error: str, fragment: str
+) -> None:
+    response = await logged_in.client.post(f"{logged_in.base}{path}", json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error
+    assert fragment in response.json()["message"]
+
+
+async def test_non_json_bodies_get_400_not_500(logged_in: Env) -> None:
+    env = logged_in
+    for content, ctype in (("deviceId=AA", "application/x-www-form-urlencoded"),
+                           ("{not json", "application/json"), ("", "application/json")):
+        response = await env.client.post(f"{env.base}/pair", content=content,
+                                         headers={"Content-Type": ctype})
+        assert response.status_code == 400, (content, response.text)
+        assert response.json()["error"] == "bad_json"
+
+
+async def test_unknown_route_and_method_are_json_errors(logged_in: Env) -> None:
+    missing = await logged_in.client.get(f"{logged_in.base}/nope")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    wrong = await logged_in.client.get(f"{logged_in.base}/pair")
+    assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+async def test_cross_origin_writes_with_a_cookie_are_refused(logged_in: Env) -> None:
+    env = logged_in
+    response = await env.client.post(f"{env.base}/unpair", json={"deviceId": B1},
+                                     headers={"Origin": "https://evil.example.com"})
+    assert response.status_code == 403 and response.json()["error"] == "bad_origin"
+    own = await env.client.post(f"{env.base}/unpair", json={"deviceId": B1},
+                                headers={"Origin": env.base})
+    assert own.status_code == 404  # got through the origin check to the real answer
+
+
+# -- timelapse API ---------------------------------------------------------------------------------
+async def test_temphum_lists_one_day_and_rejects_bad_dates(logged_in: Env) -> None:
+    env = logged_in
+    db = await Database.open(env.data_dir / "appliance.db")
+    day = datetime(2026, 11, 21, tzinfo=UTC)
+    await readings.add_temphum(db, day + timedelta(hours=1), 21.5, 40.0)
+    await readings.add_temphum(db, day + timedelta(days=1, hours=1), 22.0, 41.0)
+    await db.close()
+    response = await env.client.get(f"{env.base}/api/temphum", params={"date": "2026-11-21"})
+    assert response.json() == [
+        {"timestamp": "2026-11-21T01:00:00.000Z", "temperature": 21.5, "humidity": 40.0}]
+    today = await env.client.get(f"{env.base}/api/temphum")  # the fake clock's 2026-11-22
+    assert [r["temperature"] for r in today.json()] == [22.0]
+    for bad in ("2026-13-01", "yesterday", "2026-02-30", "2026-11-21T00:00"):
+        response = await env.client.get(f"{env.base}/api/temphum", params={"date": bad})
+        assert response.status_code == 422, bad
+        assert response.json()["error"] == "invalid" and bad in response.json()["message"]
+
+
+async def test_timelapse_config_round_trip_and_validation(logged_in: Env) -> None:
+    env = logged_in
+    url = f"{env.base}/api/timelapse_config"
+    assert (await env.client.get(url)).json() == {
+        "image_delay": 10, "temphum_delay": 60, "status_delay": 10}
+    new = {"image_delay": 5, "temphum_delay": 120, "status_delay": 30}
+    assert (await env.client.put(url, json=new)).json() == new
+    for bad in ({**new, "image_delay": 0}, {**new, "status_delay": "often"},
+                {"image_delay": 5}, {**new, "extra": 1}):
+        response = await env.client.put(url, json=bad)
+        assert response.status_code == 422, bad
+    assert (await env.client.get(url)).json() == new  # nothing bad was stored
+
+
+# -- tokens and docs -------------------------------------------------------------------------------
+async def test_publisher_token_reads_but_cannot_pair(env: Env) -> None:
+    token = await add_token(env.data_dir)
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await env.client.get(f"{env.base}/devices", headers=auth)).status_code == 200
+    assert (await env.client.get(f"{env.base}/api/timelapse_config", headers=auth)).status_code == 200
+    pair = await env.client.post(f"{env.base}/pair", headers=auth,
+                                 json={"deviceId": B1, "userId": "u", "userName": "n"})
+    assert pair.status_code == 401
+    bad = await env.client.get(f"{env.base}/devices", headers={"Authorization": "Bearer apt_nope"})
+    assert bad.status_code == 401 and bad.json()["error"] == "bad_token"
+
+
+async def test_openapi_document_and_browsable_docs(logged_in: Env) -> None:
+    env = logged_in
+    spec = (await env.client.get(f"{env.base}/openapi.json")).json()
+    assert {"/pair", "/reconnect", "/unpair", "/devices", "/status", "/health",
+            "/api/temphum", "/api/timelapse_config"} <= set(spec["paths"])
+    body = spec["paths"]["/pair"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["required"]) == {"deviceId", "userId", "userName"}
+    assert "/login" not in spec["paths"]  # HTML pages are not API
+    docs = await env.client.get(f"{env.base}/docs")
+    assert docs.status_code == 200 and "/pair" in docs.text and "deviceId" in docs.text

@@ -1,0 +1,179 @@
+"""The presence service: radio -> tracker -> store, restarts, batching and recovery."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from helpers import ADDR_A, ADDR_B, FakeClock, InjectableRadio, make_advertisement, make_settings, wait_for
+
+from appliance.errors import RadioError
+from appliance.presence.model import BeaconView, PresenceState
+from appliance.presence.service import PairingError, PresenceService
+from appliance.store.db import Database
+
+
+class Rig:
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "appliance.db"
+        self.settings = make_settings(tmp_path, last_seen_write_s=60)
+        self.clock = FakeClock()
+        self.radio = InjectableRadio()
+        self.db: Database | None = None
+        self.service: PresenceService | None = None
+
+    async def start(self, **kwargs: float) -> PresenceService:
+        self.db = await Database.open(self.path)
+        self.radio = InjectableRadio()
+        self.service = PresenceService(self.settings, self.db, self.radio, self.clock, tick_s=0.02,
+                                       **kwargs)
+        await self.service.start()
+        return self.service
+
+    async def stop(self) -> None:
+        if self.service:
+            await self.service.stop()
+        if self.db:
+            await self.db.close()
+        self.service = self.db = None
+
+    async def state(self, address: str = ADDR_A) -> PresenceState | None:
+        assert self.service is not None
+        view = self.service.tracker.view(address)
+        return view.state if view else None
+
+    async def stored_state(self) -> list[tuple[str, str]]:
+        db = await Database.open(self.path)
+        rows = await db.fetch_all("SELECT address, state FROM presence ORDER BY address")
+        await db.close()
+        return [(row["address"], row["state"]) for row in rows]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    test_rig = Rig(tmp_path)
+    yield test_rig
+    await test_rig.stop()
+
+
+async def _seen_and_paired(rig: Rig) -> PresenceService:
+    service = await rig.start()
+    rig.radio.inject(make_advertisement())
+    await wait_for(lambda: service.tracker.view(ADDR_A) is not None, what="discovery")
+    await service.pair(ADDR_A, "u1", "Alice")
+    await wait_for(lambda: ADDR_A in rig.radio.links, what="the GATT link")
+    return service
+
+
+async def test_pairing_connects_and_is_stored_at_once(rig: Rig) -> None:
+    service = await _seen_and_paired(rig)
+    await wait_for(lambda: service.tracker.view(ADDR_A).linked, what="link up")  # type: ignore[union-attr]
+    assert await rig.stored_state() == [(ADDR_A, "connected")]
+
+
+async def test_pairing_an_unseen_beacon_is_refused(rig: Rig) -> None:
+    service = await rig.start()
+    with pytest.raises(PairingError) as err:
+        await service.pair(ADDR_B, "u1", "Alice")
+    assert err.value.code == "unknown_device"
+
+
+async def test_restart_mid_window_keeps_counting_the_absence(rig: Rig) -> None:
+    service = await _seen_and_paired(rig)
+    await wait_for(lambda: service.tracker.view(ADDR_A).linked, what="link up")  # type: ignore[union-attr]
+    rig.radio.leave(ADDR_A)
+    rig.clock.advance(31)
+    await wait_for(lambda: service.tracker.view(ADDR_A).state is PresenceState.AWAY, what="away")  # type: ignore[union-attr]
+    assert await rig.stored_state() == [(ADDR_A, "away")]
+    await rig.stop()
+
+    rig.clock.advance(29 * 60)  # down for 29 minutes: 29 min 31 s since the beacon was last seen
+    rig.clock = rig.clock.restart()
+    service = await rig.start()
+    assert await rig.state() is PresenceState.AWAY  # still inside the 30-minute window
+    rig.clock.advance(30)
+    await wait_for(lambda: service.tracker.view(ADDR_A).state is PresenceState.REQUIRES_TAP,  # type: ignore[union-attr]
+                   what="requiresTap after 30 minutes in total")
+    assert await rig.stored_state() == [(ADDR_A, "requiresTap")]
+
+
+async def test_restart_after_the_window_needs_a_tap_at_once(rig: Rig) -> None:
+    service = await _seen_and_paired(rig)
+    rig.radio.leave(ADDR_A)
+    await rig.stop()
+    rig.clock.advance(31 * 60)
+    rig.clock = rig.clock.restart()
+    service = await rig.start()
+    assert await rig.state() is PresenceState.REQUIRES_TAP
+    rig.radio.inject(make_advertisement())
+    await wait_for(lambda: service.tracker.view(ADDR_A).last_seen == rig.clock.monotonic(),  # type: ignore[union-attr]
+                   what="the advertisement")
+    assert await rig.state() is PresenceState.REQUIRES_TAP
+    assert rig.radio.connects == []  # no automatic connection without the tap
+    await service.reconnect(ADDR_A)
+    await wait_for(lambda: ADDR_A in rig.radio.links, what="reconnected after the tap")
+
+
+async def test_last_seen_is_written_in_batches_not_per_advertisement(rig: Rig) -> None:
+    service = await _seen_and_paired(rig)
+    assert rig.db is not None
+    await rig.db.execute("CREATE TABLE writes (n INTEGER)")
+    await rig.db.execute("CREATE TRIGGER count_writes AFTER UPDATE ON presence "
+                         "BEGIN INSERT INTO writes VALUES (1); END")
+    for i in range(200):  # 20 s of advertising at 10 Hz, then 50 s more
+        rig.clock.advance(0.35)
+        rig.radio.inject(make_advertisement(rssi=-60 - i % 5))
+    await wait_for(lambda: service.tracker.view(ADDR_A).last_seen == rig.clock.monotonic(),  # type: ignore[union-attr]
+                   what="all advertisements consumed")
+    await service.flush()
+    rows = await rig.db.fetch_all("SELECT COUNT(*) AS n FROM writes")
+    assert rows[0]["n"] <= 2  # 70 s of advertising: at most one write per 60 s
+    rig.clock.advance(60)
+    rig.radio.inject(make_advertisement())
+    await wait_for(lambda: service.tracker.view(ADDR_A).last_seen == rig.clock.monotonic(),  # type: ignore[union-attr]
+                   what="the next advertisement")
+    await service.flush()
+    rows = await rig.db.fetch_all("SELECT COUNT(*) AS n FROM writes")
+    assert rows[0]["n"] >= 1
+
+
+async def test_listeners_get_changes_until_they_unsubscribe(rig: Rig) -> None:
+    service = await rig.start()
+    seen: list[tuple[str, BeaconView | None]] = []
+    unsubscribe = service.subscribe(lambda address, view: seen.append((address, view)))
+    rig.radio.inject(make_advertisement())
+    await wait_for(lambda: len(seen) == 1, what="the discovery event")
+    assert seen[0][1] is not None and seen[0][1].state is PresenceState.DISCOVERED
+    unsubscribe()
+    rig.radio.inject(make_advertisement(ADDR_B))
+    await wait_for(lambda: service.tracker.view(ADDR_B) is not None, what="second beacon")
+    assert len(seen) == 1
+
+
+class _FailingRadio(InjectableRadio):
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[int] = []
+
+    async def recover(self, step: int) -> str:
+        self.steps.append(step)
+        if step == 0:
+            msg = "scanner restart did not help"
+            raise RadioError(msg)
+        self.inject(make_advertisement())
+        return "reset adapter"
+
+
+async def test_stalled_scanning_is_recovered_with_escalating_steps(rig: Rig) -> None:
+    rig.db = await Database.open(rig.path)
+    radio = _FailingRadio()
+    rig.radio = radio
+    rig.service = PresenceService(rig.settings, rig.db, radio, rig.clock, tick_s=0.02,
+                                  watchdog_s=0.02, stall_s=0.05)
+    await rig.service.start()
+    await wait_for(lambda: radio.steps[:2] == [0, 1], what="recovery steps 0 then 1")
+    health = rig.service.health
+    assert health.recoveries >= 2
+    assert health.last_error == "scanner restart did not help"
+    assert health.last_recovery is not None and "reset adapter" in health.last_recovery
