@@ -43,7 +43,7 @@ lint: setup ## ruff and mypy --strict on the package
 	$(BIN)/mypy appliance
 
 firmware-test: ## build the beacon sketch on the host and run its unit tests
-	@if [ -f firmware/Makefile ]; then $(MAKE) -C firmware test; else echo "firmware: not built yet"; fi
+	$(MAKE) -C firmware test
 
 firmware-size: ## compile the sketch's logic for the Nano 33 BLE (Cortex-M4) and print its size
 	$(MAKE) -C firmware size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import socketio
 from quart import Quart, Response, request
 from quart_auth import QuartAuth
 from quart_schema import QuartSchema
@@ -15,10 +16,12 @@ from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock, SystemClock
 from appliance.presence.radio import BleakRadio, Radio
 from appliance.presence.service import PresenceService
+from appliance.relay.service import RelayService
+from appliance.relay.socket import RelayChannels
 from appliance.settings import Settings
 from appliance.store import users as user_store
 from appliance.store.db import Database
-from appliance.web import auth_views, errors, guard, pages, presence_api, timelapse_api
+from appliance.web import auth_views, errors, guard, pages, presence_api, publish_api, timelapse_api
 from appliance.web.context import Services
 from appliance.web.proxy import TrustedProxyHeaders
 
@@ -68,14 +71,14 @@ def create_app(
         QUART_AUTH_DURATION=30 * 24 * 3600,
         MAX_CONTENT_LENGTH=settings.image_max_bytes + 64 * 1024,
     )
-    _Auth(app)
+    auth = _Auth(app)
     QuartSchema(
         app, openapi_path="/openapi.json", swagger_ui_path=None, redoc_ui_path=None,
         scalar_ui_path=None, info={"title": "Appliance", "version": __version__},
     )
     errors.register(app)
     guard.install(app)
-    for module in (auth_views, pages, presence_api, timelapse_api):
+    for module in (auth_views, pages, presence_api, timelapse_api, publish_api):
         app.register_blueprint(module.blueprint)
 
     @app.after_request
@@ -94,12 +97,16 @@ def create_app(
         )
         app.extensions["appliance"] = Services(
             settings=settings, clock=clock, db=db, presence=presence,
+            relay=RelayService(settings, db, clock),
             throttle=LoginThrottle(
                 max_failures=settings.login_max_failures,
                 window_s=settings.login_failure_window_s,
             ),
+            browsers=lambda: channels.browser_count, publishers=lambda: channels.publisher_count,
         )
         await presence.start()
+        await app.extensions["appliance"].relay.start()
+        channels.start()
         if not await user_store.all_users(db):
             _LOGGER.warning("No users yet: create one with `appliance user add NAME`")
         _LOGGER.info("Appliance %s ready (radio: %s, data: %s)", __version__, settings.radio,
@@ -108,9 +115,17 @@ def create_app(
     @app.after_serving
     async def shutdown() -> None:
         ctx: Services = app.extensions["appliance"]
+        await channels.stop()
+        await ctx.relay.stop()
         await ctx.presence.stop()
         await ctx.db.close()
 
-    asgi = TrustedProxyHeaders(app, settings.trusted_proxies)
+    channels = RelayChannels(
+        settings, lambda: app.extensions["appliance"],
+        lambda cookie: auth.load_token(cookie, app),
+    )
+    combined = socketio.ASGIApp(channels.sio, other_asgi_app=app, socketio_path="socket.io")
+    asgi = TrustedProxyHeaders(combined, settings.trusted_proxies)
     asgi.quart = app  # type: ignore[attr-defined]
+    asgi.channels = channels  # type: ignore[attr-defined]
     return asgi

@@ -1,6 +1,60 @@
+"""Shared fixtures: the real app served on loopback with a virtual radio and a fake clock."""
+
 from __future__ import annotations
 
-import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
+import httpx
+import pytest
+from helpers import PASSWORD, FakeClock, add_user, make_settings, running_server
+
+from appliance.app import create_app
+from appliance.presence.virtual_radio import VirtualRadio, beacon_address
+
+B1, B2 = beacon_address(1), beacon_address(2)
+
+
+@dataclass
+class Env:
+    base: str
+    client: httpx.AsyncClient
+    radio: VirtualRadio
+    clock: FakeClock
+    data_dir: Path
+    app: Any
+
+    async def login(self, username: str = "alice", password: str = PASSWORD) -> httpx.Response:
+        return await self.client.post(f"{self.base}/api/session",
+                                      json={"username": username, "password": password})
+
+    @property
+    def cookie(self) -> str:
+        return f"appliance_session={self.client.cookies['appliance_session']}"
+
+    async def device(self, address: str) -> dict[str, Any] | None:
+        response = await self.client.get(f"{self.base}/devices")
+        assert response.status_code == 200, response.text
+        return next((d for d in response.json()["discovered"] if d["id"] == address), None)
+
+
+@pytest.fixture
+async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+    overrides = getattr(request, "param", {})
+    settings = make_settings(tmp_path, **overrides)
+    await add_user(tmp_path)
+    clock = FakeClock()
+    radio = VirtualRadio(2, seed=7)
+    app = create_app(settings, radio=radio, clock=clock, tick_s=0.05)
+    async with running_server(app) as base, httpx.AsyncClient(timeout=10) as client:
+        yield Env(base, client, radio, clock, tmp_path, app)
+
+
+@pytest.fixture
+async def logged_in(env: Env) -> Env:
+    assert (await env.login()).status_code == 200
+    return env
+
+

@@ -185,3 +185,26 @@ async def add_token(data_dir: Path, name: str = "camera") -> str:
     finally:
         await db.close()
     return token
+
+
+def make_png(width: int = 4, height: int = 3, rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    """A real, decodable PNG (stdlib only), so a browser can show it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    row = b"\x00" + bytes(rgb) * width
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
+
+
+def make_jpeg_like(size: int, seed: int = 0) -> bytes:
+    """JPEG-shaped bytes of a given size (SOI/APP0 marker, filler, EOI): the relay checks only
+    the magic bytes, so this stands in for camera frames where nothing decodes them."""
+    import random
+
+    body = random.Random(seed).randbytes(max(0, size - 6))
+    return b"\xff\xd8\xff\xe0" + body + b"\xff\xd9"

@@ -2,58 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from helpers import PASSWORD, FakeClock, add_token, add_user, make_settings, running_server, wait_for
+from conftest import B1, B2, Env
+from helpers import PASSWORD, add_token, wait_for
 
-from appliance.app import create_app
-from appliance.presence.virtual_radio import VirtualRadio, beacon_address
 from appliance.store import readings
 from appliance.store.db import Database
-
-B1, B2 = beacon_address(1), beacon_address(2)
-
-
-@dataclass
-class Env:
-    base: str
-    client: httpx.AsyncClient
-    radio: VirtualRadio
-    clock: FakeClock
-    data_dir: Path
-
-    async def login(self, username: str = "alice", password: str = PASSWORD) -> httpx.Response:
-        return await self.client.post(f"{self.base}/api/session",
-                                      json={"username": username, "password": password})
-
-    async def device(self, address: str) -> dict[str, Any] | None:
-        response = await self.client.get(f"{self.base}/devices")
-        assert response.status_code == 200, response.text
-        return next((d for d in response.json()["discovered"] if d["id"] == address), None)
-
-
-@pytest.fixture
-async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
-    overrides = getattr(request, "param", {})
-    settings = make_settings(tmp_path, **overrides)
-    await add_user(tmp_path)
-    clock = FakeClock()
-    radio = VirtualRadio(2, seed=7)
-    app = create_app(settings, radio=radio, clock=clock, tick_s=0.05)
-    async with running_server(app) as base, httpx.AsyncClient(timeout=10) as client:
-        yield Env(base, client, radio, clock, tmp_path)
-
-
-@pytest.fixture
-async def logged_in(env: Env) -> Env:
-    assert (await env.login()).status_code == 200
-    return env
 
 
 # -- health, login, sessions ---------------------------------------------------------------------

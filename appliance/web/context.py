@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from quart import current_app
@@ -9,6 +10,7 @@ from quart import current_app
 from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock
 from appliance.presence.service import PresenceService
+from appliance.relay.service import RelayService
 from appliance.settings import Settings
 from appliance.store.db import Database
 
@@ -20,6 +22,9 @@ class Services:
     throttle: LoginThrottle
     db: Database
     presence: PresenceService
+    relay: RelayService
+    browsers: Callable[[], int]
+    publishers: Callable[[], int]
 
 
 def services() -> Services:

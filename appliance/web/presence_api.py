@@ -36,7 +36,8 @@ async def devices() -> dict[str, Any]:
 @token_allowed
 async def status() -> dict[str, Any]:
     """Bluetooth and pairing counters (the reference fields) and the adapter's health."""
-    presence = services().presence
+    ctx = services()
+    presence = ctx.presence
     views = presence.devices()
     paired = [v for v in views if v.pairing is not None]
     health = presence.health
@@ -55,6 +56,13 @@ async def status() -> dict[str, Any]:
             "totalPaired": len(paired),
             "requiresTap": sum(v.state is PresenceState.REQUIRES_TAP for v in paired),
             "activeRecent": sum(v.state is not PresenceState.REQUIRES_TAP for v in paired),
+        },
+        "relay": {
+            "browsers": ctx.browsers(),
+            "publishers": ctx.publishers(),
+            "framesIn": ctx.relay.stats.frames_in,
+            "framesDropped": ctx.relay.stats.frames_dropped,
+            "rejected": ctx.relay.stats.rejected,
         },
     }
 

@@ -1,5 +1,5 @@
 // The bytes the beacon puts on air, laid out exactly as appliance/presence/protocol.py describes.
-// Plain C++: no Arduino or ArduinoBLE here, so the host tests and the target size build use it as is.
+// Plain C++ (no Arduino or ArduinoBLE), so the host tests and the target build use it as is.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

@@ -98,8 +98,9 @@ void Beacon::centralConnected() {
 
 void Beacon::centralDisconnected() {
     connected_ = false;
-    // ArduinoBLE 2.x re-enables advertising by itself after a disconnect, older releases and some
-    // controllers did not (ArduinoBLE issues #74, #79). Advertise again explicitly, with fresh data.
+    // ArduinoBLE 2.x re-enables advertising by itself after a disconnect; older releases and some
+    // controllers did not (ArduinoBLE issues #74, #79). Advertise again explicitly, with fresh
+    // data.
     resumePending_ = true;
 }
 
@@ -167,7 +168,8 @@ void Beacon::execute(const Command& command, uint32_t nowMs) {
             // INFO and the advertising data both carry the id, so both change now.
             id_ = command.id;
             if (bleReady_ && !publishInfo()) {
-                reply.add("err id=").add(id_).add(" set but the info characteristic kept the old one");
+                reply.add("err id=").add(id_);
+                reply.add(" set but the info characteristic kept the old one");
                 break;
             }
             if (bleReady_ && advWanted_ && !connected_ && !refreshAdvertising(nowMs)) {

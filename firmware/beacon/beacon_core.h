@@ -14,7 +14,8 @@ namespace fw {
 class BeaconHal {
 public:
     // (Re)starts connectable advertising with this advertising data. ArduinoBLE keeps the pointer
-    // and only copies the bytes inside this call, so the data lives in the Beacon, not on the stack.
+    // and reads the bytes whenever it (re)builds the packet, so they live in the Beacon, never on
+    // the stack.
     virtual bool startAdvertising(const uint8_t* data, size_t length) = 0;
     virtual void stopAdvertising() = 0;
     // Drops the connected central, if any; true when one was connected.

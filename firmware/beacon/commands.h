@@ -1,5 +1,5 @@
 // The USB serial line protocol: collecting bytes into lines and parsing a line into a command.
-// Plain C++ with fixed buffers (no String, no heap), so it behaves the same on the host and the board.
+// Plain C++ with fixed buffers (no String, no heap): it behaves the same on the host and the board.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

@@ -1,0 +1,246 @@
+"""Socket.IO: publishers in (image, temphum, status), browsers out (image2v, temphum2v, status2v,
+devices2v on connect and presence2v on every change).
+
+Who may connect: a publisher with a token (``auth={"token": ...}``) or a browser with its login
+cookie from an allowed origin. Frames go to each browser through a one-slot mailbox: a browser
+that has not drained its previous frame gets only the newest one (latest frame wins), so a slow
+phone never makes the server buffer frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from http.cookies import SimpleCookie
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import socketio
+
+from appliance.auth.accounts import check_token, user_for_session
+from appliance.presence.model import BeaconView
+from appliance.presence.payload import device_payload
+from appliance.relay import validate
+from appliance.relay.service import IMAGE, STATUS, TEMPHUM, RelayService
+from appliance.settings import Settings
+from appliance.web.context import Services
+
+_LOGGER = logging.getLogger(__name__)
+
+BROWSERS: Final = "browsers"
+PUBLISHERS: Final = "publishers"
+# Events to browsers.
+IMAGE_OUT: Final = "image2v"
+TEMPHUM_OUT: Final = "temphum2v"
+STATUS_OUT: Final = "status2v"
+DEVICES_OUT: Final = "devices2v"  # on connect: the same body as GET /devices
+PRESENCE_OUT: Final = "presence2v"  # on change: one GET /devices entry, or {id, removed: true}
+# The transport accepts messages this much above the image limit, so an oversized frame (even as
+# base64, 4/3 larger) reaches validation and gets a clear error instead of a dropped connection.
+TRANSPORT_HEADROOM: Final = 2
+# Small events (readings, status, presence) waiting to go out; the oldest go first when full.
+OUTBOX_SIZE: Final = 1000
+
+
+def _ack_error(exc: validate.RelayInputError) -> dict[str, Any]:
+    return {"ok": False, "error": exc.code, "message": str(exc)}
+
+
+class _BrowserChannel:
+    """Frames to one browser: at most one in flight, one waiting; newer frames replace waiting."""
+
+    def __init__(self, relay: RelayChannels, sid: str) -> None:
+        self._relay = relay
+        self.sid = sid
+        self._waiting: dict[str, Any] | None = None
+        self._wake = asyncio.Event()
+        self.task = asyncio.create_task(self._run())
+
+    def offer(self, frame: dict[str, Any]) -> None:
+        if self._waiting is not None:
+            self._relay.service.stats.frames_dropped += 1
+        self._waiting = frame
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            frame, self._waiting = self._waiting, None
+            if frame is None:
+                continue
+            await self._relay.sio.emit(IMAGE_OUT, frame, to=self.sid)
+            queue = self._relay.outgoing_queue(self.sid)
+            if queue is not None:
+                await queue.join()  # the transport has taken this frame: the next may go
+
+
+class RelayChannels:
+    """The Socket.IO server and the per-browser channels."""
+
+    def __init__(self, settings: Settings, services: Callable[[], Services],
+                 load_session: Callable[[str], str | None]) -> None:
+        self._settings = settings
+        self._services = services
+        self._load_session = load_session
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            cors_allowed_origins=self._origin_allowed,
+            max_http_buffer_size=settings.image_max_bytes * TRANSPORT_HEADROOM + 64 * 1024,
+            logger=False, engineio_logger=False,
+        )
+        self._channels: dict[str, _BrowserChannel] = {}
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(OUTBOX_SIZE)
+        self._sender_task: asyncio.Task[None] | None = None
+        self.sio.on("connect", self._connect)
+        self.sio.on("disconnect", self._disconnect)
+        self.sio.on("image", self._image)
+        self.sio.on("temphum", self._temphum)
+        self.sio.on("status", self._status)
+
+    @property
+    def service(self) -> RelayService:
+        return self._services().relay
+
+    @property
+    def browser_count(self) -> int:
+        return len(self._channels)
+
+    def start(self) -> None:
+        ctx = self._services()
+        self._unsubscribe = [ctx.relay.subscribe(self._on_relay),
+                             ctx.presence.subscribe(self._on_presence)]
+        self._sender_task = asyncio.create_task(self._sender())
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        tasks = [c.task for c in self._channels.values()]
+        if self._sender_task:
+            tasks.append(self._sender_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._channels.clear()
+
+    def outgoing_queue(self, sid: str) -> asyncio.Queue[Any] | None:
+        """The engine.io queue of one client (python-engineio's AsyncSocket.queue)."""
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
+        queue: asyncio.Queue[Any] | None = getattr(socket, "queue", None)
+        return queue
+
+    # -- who may connect -----------------------------------------------------------------------
+    def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
+        if origin is None:
+            return True  # not a browser (browsers always send Origin on WebSocket and CORS)
+        scope = environ.get("asgi.scope", {})
+        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
+        own = f"{scheme}://{environ.get('HTTP_HOST', '')}"
+        allowed = origin == own or origin in self._settings.public_origins
+        if not allowed:
+            _LOGGER.warning("Refused Socket.IO connection from origin %s", urlsplit(origin).netloc)
+        return allowed
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
+        ctx = self._services()
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if isinstance(token, str) and token:
+            record = await check_token(ctx.db, token)
+            if record is None:
+                raise socketio.exceptions.ConnectionRefusedError(
+                    {"error": "bad_token", "message": "that publisher token is not valid"})
+            await self.sio.save_session(sid, {"role": "publisher", "name": record.name})
+            await self.sio.enter_room(sid, PUBLISHERS)
+            return
+        cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
+        morsel = cookie.get("appliance_session")
+        user = await user_for_session(ctx.db, self._load_session(morsel.value) if morsel else None)
+        if user is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"error": "unauthorized", "message": "log in first, or send auth={token: ...}"})
+        await self.sio.save_session(sid, {"role": "browser", "name": user.username})
+        await self.sio.enter_room(sid, BROWSERS)
+        self._channels[sid] = _BrowserChannel(self, sid)
+        # Runs after this handler returns, when the client has its CONNECT packet.
+        self.sio.start_background_task(self._greet, sid)
+
+    async def _greet(self, sid: str) -> None:
+        ctx = self._services()
+        latest = ctx.relay.latest
+        await self.sio.emit(DEVICES_OUT, {"discovered": [
+            device_payload(view, ctx.presence.wall) for view in ctx.presence.devices()]}, to=sid)
+        if latest.temphum:
+            await self.sio.emit(TEMPHUM_OUT, latest.temphum, to=sid)
+        if latest.status:
+            await self.sio.emit(STATUS_OUT, latest.status, to=sid)
+        channel = self._channels.get(sid)
+        if latest.image and channel:
+            channel.offer(latest.image)
+
+    async def _disconnect(self, sid: str, *_reason: Any) -> None:
+        channel = self._channels.pop(sid, None)
+        if channel:
+            channel.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await channel.task
+
+    # -- publishers in -------------------------------------------------------------------------
+    async def _publisher(self, sid: str) -> str | None:
+        session = await self.sio.get_session(sid)
+        return str(session["name"]) if session.get("role") == "publisher" else None
+
+    async def _handle(self, sid: str, work: Callable[[str], Awaitable[Any]]) -> dict[str, Any]:
+        name = await self._publisher(sid)
+        if name is None:
+            return {"ok": False, "error": "forbidden", "message": "only publishers may send this"}
+        try:
+            await work(name)
+        except validate.RelayInputError as exc:
+            self.service.rejected(exc, name)
+            return _ack_error(exc)
+        return {"ok": True}
+
+    async def _image(self, sid: str, data: Any = None) -> dict[str, Any]:
+        async def work(_name: str) -> None:
+            await self.service.image(validate.frame_from_event(data, self._settings.image_max_bytes))
+
+        return await self._handle(sid, work)
+
+    async def _temphum(self, sid: str, data: Any = None) -> dict[str, Any]:
+        return await self._handle(sid, lambda _name: self.service.temphum(data))
+
+    async def _status(self, sid: str, data: Any = None) -> dict[str, Any]:
+        return await self._handle(sid, lambda _name: self.service.status(data))
+
+    # -- browsers out --------------------------------------------------------------------------
+    def _on_relay(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == IMAGE:
+            for channel in list(self._channels.values()):
+                channel.offer(payload)
+            return
+        self._broadcast({TEMPHUM: TEMPHUM_OUT, STATUS: STATUS_OUT}[kind], payload)
+
+    def _on_presence(self, address: str, view: BeaconView | None) -> None:
+        ctx = self._services()
+        payload = ({"id": address, "removed": True} if view is None
+                   else device_payload(view, ctx.presence.wall))
+        self._broadcast(PRESENCE_OUT, payload)
+
+    def _broadcast(self, event: str, payload: dict[str, Any]) -> None:
+        """Small events to every browser, in the order they happened."""
+        if self._outbox.full():
+            self._outbox.get_nowait()
+        self._outbox.put_nowait((event, payload))
+
+    async def _sender(self) -> None:
+        while True:
+            event, payload = await self._outbox.get()
+            await self.sio.emit(event, payload, room=BROWSERS)
+
+    @property
+    def publisher_count(self) -> int:
+        return sum(1 for _ in self.sio.manager.get_participants("/", PUBLISHERS))
