@@ -10,13 +10,22 @@ PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Browser libraries come from npm (pinned in package-lock.json) and are served by the app.
+VENDOR := appliance/web/static/vendor
+VENDOR_JS := $(VENDOR)/socket.io.min.js
 
-.PHONY: help setup run test pytest lint firmware-test firmware-size firmware constraints clean
+.PHONY: help setup run test pytest lint bench firmware-test firmware-size firmware constraints clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-setup: $(STAMP) ## create .venv with the app and the dev tools (idempotent)
+setup: $(STAMP) $(VENDOR_JS) ## create .venv with the app and the dev tools, fetch browser libraries (idempotent)
+
+$(VENDOR_JS): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: sudo apt-get install npm"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp node_modules/socket.io-client/dist/socket.io.min.js $@
 
 # The venv is rebuilt when the dependencies change; pip only installs the pinned versions.
 $(STAMP): pyproject.toml constraints.txt
@@ -51,6 +60,9 @@ firmware-size: ## compile the sketch's logic for the Nano 33 BLE (Cortex-M4) and
 firmware: ## compile the real sketch with arduino-cli (when installed)
 	$(MAKE) -C firmware firmware
 
+bench: setup ## relay throughput/latency vs a base64 baseline; numbers in build/bench/
+	$(BIN)/python tests/bench/relay_bench.py --out build/bench
+
 constraints: ## re-pin every dependency after changing pyproject.toml
 	rm -rf build/constraints-venv
 	$(PYTHON) -m venv build/constraints-venv
@@ -60,4 +72,4 @@ constraints: ## re-pin every dependency after changing pyproject.toml
 	  build/constraints-venv/bin/pip freeze --all --exclude-editable | grep -v -e '^appliance' -e '^setuptools'; } > constraints.txt
 
 clean: ## remove build output (keeps .venv and var/)
-	rm -rf build firmware/build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build firmware/build .pytest_cache .mypy_cache .ruff_cache node_modules $(VENDOR)

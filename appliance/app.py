@@ -21,7 +21,16 @@ from appliance.relay.socket import RelayChannels
 from appliance.settings import Settings
 from appliance.store import users as user_store
 from appliance.store.db import Database
-from appliance.web import auth_views, errors, guard, pages, presence_api, publish_api, timelapse_api
+from appliance.web import (
+    admin_api,
+    auth_views,
+    errors,
+    guard,
+    pages,
+    presence_api,
+    publish_api,
+    timelapse_api,
+)
 from appliance.web.context import Services
 from appliance.web.proxy import TrustedProxyHeaders
 
@@ -78,7 +87,7 @@ def create_app(
     )
     errors.register(app)
     guard.install(app)
-    for module in (auth_views, pages, presence_api, timelapse_api, publish_api):
+    for module in (auth_views, pages, presence_api, timelapse_api, publish_api, admin_api):
         app.register_blueprint(module.blueprint)
 
     @app.after_request

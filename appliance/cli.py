@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -61,6 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     token.add_parser("add", help="create a token and print it once").add_argument("name")
     token.add_parser("list", help="list tokens (never the tokens themselves)")
     token.add_parser("revoke", help="revoke a token").add_argument("name")
+
+    pub = sub.add_parser("publish", help="send frames, readings and status to an appliance")
+    pub.add_argument("--url", required=True, help="the appliance, e.g. http://printer.local")
+    pub.add_argument("--token", help="publisher token (or set APPLIANCE_PUBLISH_TOKEN, which "
+                     "keeps it out of the process list)")
+    what = pub.add_mutually_exclusive_group()
+    what.add_argument("--image", nargs="+", type=Path, metavar="FILE", help="send these files once")
+    what.add_argument("--dir", type=Path, help="send the .jpg/.png files here, one per interval, "
+                      "in name order, again and again (new files are picked up)")
+    pub.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
+                     help="seconds between frames with --dir (default 10)")
+    pub.add_argument("--temphum", metavar="T,H", help="temperature (°C) and humidity (%%)")
+    pub.add_argument("--status", metavar="TEXT", help="printer status")
+    pub.add_argument("--rounds", type=int, help=argparse.SUPPRESS)  # tests: stop after N rounds
 
     db = sub.add_parser("db", help="the database").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -164,8 +179,42 @@ async def _serve(settings: Settings) -> int:
     return 0
 
 
+async def _publish(args: argparse.Namespace) -> int:
+    from appliance.relay.publisher import Publisher, PublishPlan, parse_temphum
+
+    token = args.token or os.environ.get("APPLIANCE_PUBLISH_TOKEN", "")
+    if not token:
+        msg = "no token: pass --token or set APPLIANCE_PUBLISH_TOKEN (`appliance token add NAME`)"
+        raise ApplianceError(msg)
+    if not (args.image or args.dir or args.temphum or args.status):
+        msg = "nothing to send: give --image FILE..., --dir DIR, --temphum or --status"
+        raise ApplianceError(msg)
+    for path in args.image or ():
+        if not path.is_file():
+            msg = f"{path} is not a file"
+            raise ApplianceError(msg)
+    if args.interval <= 0:
+        msg = "--interval must be more than 0 seconds"
+        raise ApplianceError(msg)
+    plan = PublishPlan(
+        url=args.url, token=token, images=args.image or (), directory=args.dir,
+        interval_s=args.interval, temphum=parse_temphum(args.temphum) if args.temphum else None,
+        status=args.status, max_attempts=None if args.dir else 5, rounds=args.rounds,
+    )
+    return await Publisher(plan, _out).run()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "publish":  # a client: it needs no settings or data dir
+        logging.basicConfig(level=logging.WARNING)
+        try:
+            return asyncio.run(_publish(args))
+        except ApplianceError as exc:
+            _err(str(exc))
+            return 1
+        except KeyboardInterrupt:
+            return 130
     try:
         overrides: dict[str, Any] = {}
         if args.command == "serve":

@@ -125,10 +125,11 @@ async def wait_for(
 
 
 @contextlib.asynccontextmanager
-async def running_server(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app with hypercorn on a loopback port chosen by the kernel."""
+async def running_server(app: Any, port: int = 0) -> AsyncIterator[str]:
+    """Serve an ASGI app with hypercorn on a loopback port (chosen by the kernel unless given)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     sock.listen(64)
     port = sock.getsockname()[1]
     config = Config()
@@ -155,7 +156,7 @@ async def running_server(app: Any) -> AsyncIterator[str]:
         yield base
     finally:
         shutdown.set()
-        await asyncio.wait_for(task, 20)
+        await asyncio.wait_for(task, 60)
         with contextlib.suppress(OSError):  # hypercorn closes the inherited descriptor itself
             sock.close()
 

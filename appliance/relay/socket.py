@@ -151,8 +151,8 @@ class RelayChannels:
         if isinstance(token, str) and token:
             record = await check_token(ctx.db, token)
             if record is None:
-                raise socketio.exceptions.ConnectionRefusedError(
-                    {"error": "bad_token", "message": "that publisher token is not valid"})
+                msg = "that publisher token is not valid"
+                raise socketio.exceptions.ConnectionRefusedError(msg, {"error": "bad_token"})
             await self.sio.save_session(sid, {"role": "publisher", "name": record.name})
             await self.sio.enter_room(sid, PUBLISHERS)
             return
@@ -160,8 +160,8 @@ class RelayChannels:
         morsel = cookie.get("appliance_session")
         user = await user_for_session(ctx.db, self._load_session(morsel.value) if morsel else None)
         if user is None:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"error": "unauthorized", "message": "log in first, or send auth={token: ...}"})
+            msg = "log in first, or send auth={token: ...}"
+            raise socketio.exceptions.ConnectionRefusedError(msg, {"error": "unauthorized"})
         await self.sio.save_session(sid, {"role": "browser", "name": user.username})
         await self.sio.enter_room(sid, BROWSERS)
         self._channels[sid] = _BrowserChannel(self, sid)

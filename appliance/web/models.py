@@ -58,3 +58,19 @@ class TempHumQuery(BaseModel):
     """The UTC day to list; today when omitted."""
 
     date: Annotated[str, AfterValidator(_check_day)] | None = None
+
+
+Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
+
+
+class NewUser(BaseModel):
+    username: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
+    password: Password
+
+
+class NewPassword(BaseModel):
+    password: Password
+
+
+class NewToken(BaseModel):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]

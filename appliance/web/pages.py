@@ -19,6 +19,12 @@ async def index() -> str:
     return await render_template("index.html", user=current_account(), version=__version__)
 
 
+@blueprint.get("/settings")
+@hide
+async def settings() -> str:
+    return await render_template("settings.html", user=current_account())
+
+
 @blueprint.get("/docs")
 @hide
 async def docs() -> str:

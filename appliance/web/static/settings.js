@@ -1,0 +1,119 @@
+// The settings page: timelapse delays, users and publisher tokens, through the JSON API.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+
+  async function api(method, path, body) {
+    const response = await fetch(path, {
+      method,
+      headers: body ? { "Content-Type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
+      credentials: "same-origin",
+    });
+    if (response.status === 401) {
+      window.location.assign("/login?next=/settings");
+      throw new Error("logged out");
+    }
+    const data = await response.json();
+    if (!response.ok) throw new Error(data.message || response.statusText);
+    return data;
+  }
+
+  function say(text, bad = false) {
+    const box = $("message");
+    box.textContent = text;
+    box.hidden = !text;
+    box.classList.toggle("error", bad);
+  }
+
+  function button(text, onClick, cls = "secondary") {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = cls;
+    b.textContent = text;
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  async function run(action, done) {
+    try {
+      await action();
+      if (done) say(done);
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
+  // -- timelapse -----------------------------------------------------------------------------------
+  const DELAYS = ["image_delay", "temphum_delay", "status_delay"];
+  async function loadTimelapse() {
+    const config = await api("GET", "/api/timelapse_config");
+    for (const key of DELAYS) $(key).value = config[key];
+  }
+  $("timelapse-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const body = Object.fromEntries(DELAYS.map((key) => [key, Number($(key).value)]));
+    run(() => api("PUT", "/api/timelapse_config", body), "Delays saved.");
+  });
+
+  // -- users ---------------------------------------------------------------------------------------
+  async function loadUsers() {
+    const { users } = await api("GET", "/api/users");
+    const list = $("users");
+    list.replaceChildren();
+    for (const user of users) {
+      const item = document.createElement("li");
+      const name = document.createElement("span");
+      name.textContent = user.username;
+      const change = button("Change password", () => {
+        const password = window.prompt(`New password for ${user.username} (8 characters or more)`);
+        if (password) run(() => api("PUT", `/api/users/${encodeURIComponent(user.username)}/password`, { password }), "Password changed.");
+      });
+      const remove = button("Remove", () => {
+        if (window.confirm(`Remove ${user.username}?`)) {
+          run(async () => { await api("DELETE", `/api/users/${encodeURIComponent(user.username)}`); await loadUsers(); }, "User removed.");
+        }
+      });
+      item.append(name, " ", change, " ", remove);
+      list.append(item);
+    }
+  }
+  $("user-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const body = { username: $("new-username").value, password: $("new-password").value };
+    run(async () => { await api("POST", "/api/users", body); event.target.reset(); await loadUsers(); }, "User added.");
+  });
+
+  // -- tokens --------------------------------------------------------------------------------------
+  async function loadTokens() {
+    const { tokens } = await api("GET", "/api/tokens");
+    const list = $("tokens");
+    list.replaceChildren();
+    for (const token of tokens) {
+      const item = document.createElement("li");
+      const name = document.createElement("span");
+      const used = token.lastUsedAt ? `last used ${new Date(token.lastUsedAt).toLocaleString()}` : "never used";
+      name.textContent = `${token.name} (${used})`;
+      const revoke = button("Revoke", () => {
+        if (window.confirm(`Revoke ${token.name}? Its publisher stops working.`)) {
+          run(async () => { await api("DELETE", `/api/tokens/${encodeURIComponent(token.name)}`); await loadTokens(); }, "Token revoked.");
+        }
+      });
+      item.append(name, " ", revoke);
+      list.append(item);
+    }
+  }
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run(async () => {
+      const created = await api("POST", "/api/tokens", { name: $("token-name").value });
+      $("new-token-value").textContent = created.token;
+      $("new-token").hidden = false;
+      event.target.reset();
+      await loadTokens();
+    }, "Token created.");
+  });
+
+  Promise.all([loadTimelapse(), loadUsers(), loadTokens()]).catch((err) => say(err.message, true));
+})();

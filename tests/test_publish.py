@@ -1,0 +1,93 @@
+"""`appliance publish` as a user runs it, against the real app: frames reach a browser, and it
+reconnects after the appliance restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import socketio
+from conftest import Env
+from helpers import add_token, make_png, make_settings, running_server, wait_for
+
+from appliance.app import create_app
+from appliance.presence.virtual_radio import VirtualRadio
+
+
+async def publish(*args: str, token: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appliance", "publish", *args,
+        env={**os.environ, "APPLIANCE_PUBLISH_TOKEN": token},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def browser_for(env: Env) -> tuple[socketio.AsyncClient, list[tuple[str, object]]]:
+    seen: list[tuple[str, object]] = []
+    client = socketio.AsyncClient(reconnection=True, reconnection_delay=0.1)
+    for event in ("image2v", "temphum2v", "status2v"):
+        client.on(event, lambda data, event=event: seen.append((event, data)))
+    await client.connect(env.base, headers={"Cookie": env.cookie, "Origin": env.base},
+                         transports=["websocket"], wait_timeout=10)
+    return client, seen
+
+
+async def test_publish_images_readings_and_status_once(logged_in: Env, tmp_path: Path) -> None:
+    env = logged_in
+    token = await add_token(env.data_dir)
+    frames = [tmp_path / "a.png", tmp_path / "b.png"]
+    for i, path in enumerate(frames):
+        path.write_bytes(make_png(rgb=(i, i, i)))
+    client, seen = await browser_for(env)
+    proc = await publish("--url", env.base, "--image", *map(str, frames), "--temphum", "21.5,40",
+                         "--status", "printing", token=token)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert "sent a.png" in out.decode() and "sent status 'printing'" in out.decode()
+    await wait_for(lambda: len(seen) >= 4, what="two frames, a reading and a status")
+    images = [data["image"] for name, data in seen if name == "image2v"]  # type: ignore[index]
+    assert images == [p.read_bytes() for p in frames]
+    await client.disconnect()
+
+
+async def test_publish_reports_rejections_and_bad_tokens(logged_in: Env, tmp_path: Path) -> None:
+    env = logged_in
+    token = await add_token(env.data_dir)
+    bogus = tmp_path / "notes.png"
+    bogus.write_bytes(b"not really a png")
+    proc = await publish("--url", env.base, "--image", str(bogus), token=token)
+    out, _err = await asyncio.wait_for(proc.communicate(), 60)
+    assert "rejected notes.png" in out.decode() and "neither JPEG nor PNG" in out.decode()
+    proc = await publish("--url", env.base, "--status", "x", token="apt_wrong")
+    _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1 and "refused the token" in err.decode()
+    proc = await publish("--url", env.base, "--temphum", "hot", token=token)
+    _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1 and "TEMPERATURE,HUMIDITY" in err.decode()
+
+
+async def test_publisher_reconnects_after_the_appliance_restarts(tmp_path: Path) -> None:
+    from helpers import add_user
+
+    await add_user(tmp_path)
+    token = await add_token(tmp_path)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "f1.png").write_bytes(make_png())
+    settings = make_settings(tmp_path)
+    app = create_app(settings, radio=VirtualRadio(0))
+    async with running_server(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        proc = await publish("--url", base, "--dir", str(frames), "--interval", "0.2", token=token)
+        relay = app.quart.extensions["appliance"].relay
+        await wait_for(lambda: relay.stats.frames_in >= 1, within=20, what="a first frame")
+    # The appliance is down; the publisher keeps trying. Then it comes back on the same port.
+    app = create_app(settings, radio=VirtualRadio(0))
+    async with running_server(app, port=port):
+        relay = app.quart.extensions["appliance"].relay
+        # The publisher backs off up to 30 s (±25 %) between attempts, so allow more than that.
+        await wait_for(lambda: relay.stats.frames_in >= 2, within=60, what="frames after restart")
+    proc.terminate()
+    out, _err = await asyncio.wait_for(proc.communicate(), 20)
+    assert out.decode().count("connected to") >= 1
