@@ -6,6 +6,8 @@ VENV ?= .venv
 PORT ?= 8000
 HOST ?= 127.0.0.1
 DATA_DIR ?= var
+# make run's simulated beacons: python (bumble) or sketch (the firmware itself, built for the host)
+BEACONS ?= python
 PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
@@ -14,7 +16,8 @@ STAMP := $(VENV)/.installed
 VENDOR := appliance/web/static/vendor
 VENDOR_JS := $(VENDOR)/socket.io.min.js
 
-.PHONY: help setup run test pytest lint bench firmware-test firmware-size firmware constraints clean
+.PHONY: help setup run test pytest lint bench firmware-test firmware-size firmware firmware-sim flash \
+  wheel constraints clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -38,21 +41,29 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $@
 
-run: setup ## serve the app at http://$(HOST):$(PORT) (data in ./var, simulated beacons)
+run: setup $(if $(filter sketch,$(BEACONS)),firmware-sim) ## serve the app at http://$(HOST):$(PORT) (data in ./var, simulated beacons; BEACONS=sketch runs the firmware)
 	@$(BIN)/python -c 'print("Open http://$(HOST):$(PORT)  (first time: $(BIN)/appliance user add NAME)")'
-	APPLIANCE_DATA_DIR=$(DATA_DIR) APPLIANCE_RADIO=virtual $(BIN)/appliance serve --host $(HOST) --port $(PORT)
+	APPLIANCE_DATA_DIR=$(DATA_DIR) APPLIANCE_RADIO=virtual APPLIANCE_VIRTUAL_BEACON_KIND=$(BEACONS) \
+	  $(BIN)/appliance serve --host $(HOST) --port $(PORT)
 
 test: lint pytest firmware-test ## everything that runs in minutes: lint, unit and integration tests, firmware
 
-pytest: setup ## the Python tests
+pytest: setup firmware-sim ## the Python tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff and mypy --strict on the package
-	$(BIN)/ruff check appliance tests
+	$(BIN)/ruff check appliance tests firmware/flash.py
 	$(BIN)/mypy appliance
+	$(BIN)/mypy --strict firmware/flash.py
 
-firmware-test: ## build the beacon sketch on the host and run its unit tests
+firmware-test: firmware-sim ## build the beacon sketch on the host and run its unit tests
 	$(MAKE) -C firmware test
+
+firmware-sim: ## build the sketch as a simulated beacon (firmware/build/sim/beacon-sim)
+	$(MAKE) -C firmware sim
+
+flash: setup ## flash Nano 33 BLE boards (BEACON_ID=n | FIRST_ID=n | IMAGE=f.bin); see firmware/README.md
+	$(MAKE) -C firmware flash FLASH_PYTHON=$(abspath $(BIN))/python $(if $(IMAGE),IMAGE=$(abspath $(IMAGE)))
 
 firmware-size: ## compile the sketch's logic for the Nano 33 BLE (Cortex-M4) and print its size
 	$(MAKE) -C firmware size
@@ -62,6 +73,11 @@ firmware: ## compile the real sketch with arduino-cli (when installed)
 
 bench: setup ## relay throughput/latency vs a base64 baseline; numbers in build/bench/
 	$(BIN)/python tests/bench/relay_bench.py --out build/bench
+
+wheel: setup ## build the app's wheel into build/dist (the image and ansible install it)
+	rm -rf build/dist
+	$(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps -w build/dist .
+	@ls build/dist
 
 constraints: ## re-pin every dependency after changing pyproject.toml
 	rm -rf build/constraints-venv

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import socketio
@@ -62,6 +63,11 @@ def make_radio(settings: Settings) -> Radio:
         return BleakRadio(settings.adapter, passive=settings.passive_scan)
     from appliance.presence.virtual_radio import VirtualRadio
 
+    if settings.virtual_beacon_kind == "sketch":
+        from appliance.presence.sketch_beacon import SIM_BINARY, SketchBeaconFactory
+
+        binary = Path(settings.virtual_beacon_sim) if settings.virtual_beacon_sim else SIM_BINARY
+        return VirtualRadio(settings.virtual_beacons, beacon_factory=SketchBeaconFactory(binary))
     return VirtualRadio(settings.virtual_beacons)
 
 

@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--status", metavar="TEXT", help="printer status")
     pub.add_argument("--rounds", type=int, help=argparse.SUPPRESS)  # tests: stop after N rounds
 
+    first = sub.add_parser("firstboot", help="apply the boot partition's appliance.toml (as root, "
+                           "at boot; see the README)")
+    first.add_argument("--file", type=Path, default=Path("/boot/firmware/appliance.toml"))
+
     db = sub.add_parser("db", help="the database").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     db.add_parser("check", help="integrity check and schema version")
@@ -227,6 +231,14 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_serve(settings))
         if args.command == "db":
             return asyncio.run(_db_check(settings))
+        if args.command == "firstboot":
+            from appliance.firstboot import Target, apply_file
+
+            if not args.file.is_file():
+                _out(f"no {args.file}: nothing to apply")
+                return 0
+            apply_file(args.file, Target())
+            return 0  # bad values are reported in the journal and on the dashboard
         handler = _user if args.command == "user" else _token
         return asyncio.run(_with_db(settings, lambda db: handler(args, db)))
     except ConfigError as exc:

@@ -20,6 +20,7 @@ from appliance.errors import ConfigError
 SYSTEM_CONFIG: Final = Path("/etc/appliance/appliance.toml")
 ENV_PREFIX: Final = "APPLIANCE_"
 RADIOS: Final = ("bleak", "virtual")
+VIRTUAL_BEACON_KINDS: Final = ("python", "sketch")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -33,6 +34,11 @@ class Settings:
     # Passive scanning saves the beacons' batteries but needs bluetoothd --experimental.
     passive_scan: bool = False
     virtual_beacons: int = 3
+    # python: bumble beacons in Python; sketch: the firmware built for the host
+    # (make -C firmware sim), one process and one serial pty per beacon.
+    virtual_beacon_kind: str = "python"
+    # The beacon-sim binary for kind "sketch"; empty = the checkout's firmware/build/sim/beacon-sim.
+    virtual_beacon_sim: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
     # A unix socket path replaces host/port (the image: nginx proxies to it).
@@ -55,6 +61,11 @@ class Settings:
     image_max_bytes: int = 2 * 1024 * 1024
     readings_retention_days: int = 365
     status_retention_days: int = 30
+    # The Cloudflare tunnel, for /status and the dashboard (the app only checks they exist).
+    cloudflared_bin: str = "/usr/bin/cloudflared"
+    tunnel_token_file: str = "/etc/cloudflared/token"  # noqa: S105 - a path, not a secret
+    # What `appliance firstboot` applied and what it could not (shown on the dashboard).
+    firstboot_status_file: str = "/var/lib/appliance/firstboot.json"
 
     @property
     def db_path(self) -> Path:
@@ -128,6 +139,8 @@ _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "adapter": _parse_str,
     "passive_scan": _parse_bool,
     "virtual_beacons": _parse_int(0, 32),
+    "virtual_beacon_kind": _parse_choice(VIRTUAL_BEACON_KINDS),
+    "virtual_beacon_sim": _parse_str,
     "host": _parse_str,
     "port": _parse_int(1, 65535),
     "unix_socket": _parse_str,
@@ -143,6 +156,9 @@ _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "image_max_bytes": _parse_int(1024, 64 * 1024 * 1024),
     "readings_retention_days": _parse_int(1, 36500),
     "status_retention_days": _parse_int(1, 36500),
+    "cloudflared_bin": _parse_str,
+    "tunnel_token_file": _parse_str,
+    "firstboot_status_file": _parse_str,
 }
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(Settings)}  # noqa: S101
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -308,3 +309,26 @@ async def test_openapi_document_and_browsable_docs(logged_in: Env) -> None:
     assert "/login" not in spec["paths"]  # HTML pages are not API
     docs = await env.client.get(f"{env.base}/docs")
     assert docs.status_code == 200 and "/pair" in docs.text and "deviceId" in docs.text
+
+
+@pytest.mark.parametrize("env", [{"cloudflared_bin": "/nonexistent/cloudflared"}], indirect=True)
+async def test_status_and_dashboard_say_how_to_set_up_the_tunnel(logged_in: Env) -> None:
+    env = logged_in
+    status = (await env.client.get(f"{env.base}/status")).json()
+    assert status["tunnel"]["installed"] is False and "cloudflared_deb" in status["tunnel"]["message"]
+    assert status["setup"] == {"at": None, "applied": [], "errors": []}
+    page = await env.client.get(f"{env.base}/", headers={"Accept": "text/html"})
+    assert "cloudflared is not installed" in page.text
+
+
+async def test_dashboard_shows_first_boot_errors(logged_in: Env) -> None:
+    env = logged_in
+    services = env.app.quart.extensions["appliance"]
+    status_file = env.data_dir / "firstboot.json"  # where `appliance firstboot` would write it
+    services.settings = replace(services.settings, firstboot_status_file=str(status_file))
+    status_file.write_text('{"at": "2026-11-22T06:00:00Z", "applied": ["timezone"], "errors": '
+                           '[{"key": "hostname", "message": "a host name is lower-case"}]}')
+    page = await env.client.get(f"{env.base}/", headers={"Accept": "text/html"})
+    assert "First-boot file: hostname: a host name is lower-case" in page.text
+    setup = (await env.client.get(f"{env.base}/status")).json()["setup"]
+    assert setup["applied"] == ["timezone"] and setup["errors"][0]["key"] == "hostname"

@@ -298,3 +298,17 @@ async def test_control_api_rejects_unknown_addresses(radio: VirtualRadio) -> Non
         radio.set_rssi("AA:BB:CC:DD:EE:FF", -50)
     with pytest.raises(ValueError, match=r"outside 0\.\.1"):
         radio.drop_fraction(B1, 1.5)
+
+
+async def test_beacons_report_their_kind_and_their_running_simulation(radio: VirtualRadio) -> None:
+    assert {state.kind for state in radio.beacons.values()} == {"python"}
+    assert isinstance(radio.simulation(B1), virtual_radio.VirtualBeacon)
+    assert radio.simulation(B1).identify_writes == []
+
+
+async def test_the_simulation_of_a_radio_not_started_is_refused() -> None:
+    radio = VirtualRadio(1, seed=7)
+    with pytest.raises(ValueError, match="start the radio first"):
+        radio.simulation(B1)
+    with pytest.raises(ValueError, match="no virtual beacon"):
+        radio.simulation("AA:BB:CC:DD:EE:FF")

@@ -4,8 +4,11 @@ The appliance side is bumble's own ``Device`` (host) on a ``VirtualController``;
 beacon is another bumble ``Device`` on its own ``VirtualController``. All controllers share one
 ``VirtualLink`` (bumble's ``LocalLink``), so advertising, connecting, GATT and disconnections run
 through real HCI and ATT exchanges. ``VirtualController`` and ``VirtualLink`` only carry fixes for
-bumble 0.0.236 gaps plus the radio path model (RSSI, loss); a different beacon (for example the
-firmware built for the host, bridged over a socket) joins by putting its controller on the link.
+bumble 0.0.236 gaps plus the radio path model (RSSI, loss).
+
+Which beacons run on the link is a ``BeaconFactory``'s choice: ``PythonBeacons`` (the protocol
+written in Python, ``VirtualBeacon``) or ``sketch_beacon.SketchBeaconFactory`` (the firmware itself,
+built for the host and bridged to bumble). A radio can mix both: ``add_beacon(..., factory=...)``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from bumble import core, hci, ll
 from bumble.controller import Controller
@@ -155,7 +158,8 @@ class VirtualController(Controller):
             self.create_le_connection(address)
 
 
-def _new_device(name: str, address: str, controller: Controller) -> Device:
+def new_device(name: str, address: str, controller: Controller) -> Device:
+    """A bumble host stack on ``controller`` (in-process, no transport)."""
     return Device(
         name=name, address=hci.Address(address), host=Host(controller, AsyncPipeSink(controller))
     )
@@ -177,7 +181,7 @@ class VirtualBeacon:
         self._closed = False
         public = f"00:BE:AC:00:{beacon_id >> 8:02X}:{beacon_id & 0xFF:02X}"
         self.controller = VirtualController(name, link, public)
-        self.device = _new_device(name, self.address, self.controller)
+        self.device = new_device(name, self.address, self.controller)
         self.device.advertising_interval_min = ADV_INTERVAL_MS
         self.device.advertising_interval_max = ADV_INTERVAL_MS
         self.device.advertising_data = self._advertising_data()
@@ -270,6 +274,50 @@ class VirtualBeaconState:
     present: bool
     rssi: float
     drop_fraction: float = 0.0
+    kind: str = "python"  # the BeaconFactory.kind that runs it: "python" or "sketch"
+
+
+class SimulatedBeacon(Protocol):
+    """A beacon VirtualRadio runs on its link (VirtualBeacon, SketchBeacon)."""
+
+    @property
+    def identify_writes(self) -> list[int]:
+        """The IDENTIFY values (seconds) written to it since it started."""
+        ...
+
+    async def start(self, *, present: bool) -> None:
+        """Power on; advertise unless ``present`` is false. Raises RadioError."""
+
+    async def set_present(self, *, present: bool) -> None:
+        """Leave (stop advertising, drop every link) or come back."""
+
+    async def close(self) -> None:
+        """Power off and leave the link."""
+
+
+class BeaconFactory(Protocol):
+    """Makes the simulated beacons of one kind."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def default_name(self, beacon_id: int) -> str:
+        """The name the beacon will advertise when none is given."""
+        ...
+
+    def create(self, link: LocalLink, state: VirtualBeaconState) -> SimulatedBeacon: ...
+
+
+class PythonBeacons:
+    """VirtualBeacon: the beacon protocol written in Python, named "SG Beacon <id>"."""
+
+    kind: Final = "python"
+
+    def default_name(self, beacon_id: int) -> str:
+        return f"{protocol.DEFAULT_LOCAL_NAME} {beacon_id}"
+
+    def create(self, link: LocalLink, state: VirtualBeaconState) -> SimulatedBeacon:
+        return VirtualBeacon(link, state.beacon_id, state.name)
 
 
 @dataclasses.dataclass(slots=True)
@@ -283,14 +331,20 @@ class _Link:
 class VirtualRadio:
     """The Radio protocol on bumble's host stack and virtual beacons on a shared link."""
 
-    def __init__(self, beacon_count: int = 3, *, seed: int | None = None) -> None:
+    def __init__(
+        self, beacon_count: int = 3, *, seed: int | None = None,
+        beacon_factory: BeaconFactory | None = None,
+    ) -> None:
+        """``beacon_count`` beacons, ids 1..n, made by ``beacon_factory`` (default PythonBeacons)."""
         self._rng = random.Random(seed)  # noqa: S311 - a simulation, not cryptography
+        self._default_factory: BeaconFactory = beacon_factory or PythonBeacons()
         self._states: dict[str, VirtualBeaconState] = {}
+        self._factories: dict[str, BeaconFactory] = {}
         for beacon_id in range(1, beacon_count + 1):
-            self._add_state(beacon_id, -60.0, None)
+            self._add_state(beacon_id, -60.0, None, self._default_factory)
         self._link = VirtualLink()  # type: ignore[no-untyped-call]  # replaced by each start()
         self._device: Device | None = None
-        self._beacons: dict[str, VirtualBeacon] = {}
+        self._beacons: dict[str, SimulatedBeacon] = {}
         self._seen: dict[str, hci.Address] = {}
         self._links: dict[str, _Link] = {}
         self._queue: asyncio.Queue[Advertisement | None] = asyncio.Queue(QUEUE_SIZE)
@@ -310,7 +364,7 @@ class VirtualRadio:
         controller = VirtualController(
             "appliance", self._link, CENTRAL_PUBLIC_ADDRESS, reception=self._reception
         )
-        self._device = _new_device("appliance", CENTRAL_ADDRESS, controller)
+        self._device = new_device("appliance", CENTRAL_ADDRESS, controller)
         self._device.on(Device.EVENT_ADVERTISEMENT, self._on_advertisement)
         while not self._queue.empty():  # e.g. the end marker of an earlier stop()
             self._queue.get_nowait()
@@ -320,6 +374,9 @@ class VirtualRadio:
             for state in list(self._states.values()):
                 await self._start_beacon(state)
             await self._start_scanning()
+        except RadioError:
+            await self.stop()  # e.g. a sketch beacon whose simulator is not built: says what to do
+            raise
         except (core.BaseBumbleError, TimeoutError) as exc:
             await self.stop()
             msg = f"the virtual radio did not start ({exc!r}); this is a bug, see the log"
@@ -429,16 +486,32 @@ class VirtualRadio:
         return MappingProxyType(self._states)
 
     async def add_beacon(
-        self, beacon_id: int, *, rssi: float = -60.0, name: str | None = None
+        self, beacon_id: int, *, rssi: float = -60.0, name: str | None = None,
+        factory: BeaconFactory | None = None,
     ) -> str:
-        state = self._add_state(beacon_id, rssi, name)
+        """Add a beacon made by ``factory`` (default: the radio's); it starts if the radio runs."""
+        state = self._add_state(beacon_id, rssi, name, factory or self._default_factory)
         if self._device is not None:
-            await self._start_beacon(state)
+            try:
+                await self._start_beacon(state)
+            except (RadioError, core.BaseBumbleError, TimeoutError):
+                del self._states[state.address]
+                del self._factories[state.address]
+                raise
         return state.address
+
+    def simulation(self, address: str) -> SimulatedBeacon:
+        """The running beacon behind ``address`` (a VirtualBeacon or a SketchBeacon)."""
+        beacon = self._beacons.get(self._state(address).address)
+        if beacon is None:
+            msg = f"virtual beacon {address} is not running; start the radio first"
+            raise ValueError(msg)
+        return beacon
 
     async def remove_beacon(self, address: str) -> None:
         state = self._state(address)
         del self._states[state.address]
+        del self._factories[state.address]
         beacon = self._beacons.pop(state.address, None)
         if beacon is not None:
             await beacon.close()
@@ -467,15 +540,19 @@ class VirtualRadio:
 
     # -- Internals ------------------------------------------------------------------------
 
-    def _add_state(self, beacon_id: int, rssi: float, name: str | None) -> VirtualBeaconState:
+    def _add_state(
+        self, beacon_id: int, rssi: float, name: str | None, factory: BeaconFactory
+    ) -> VirtualBeaconState:
         address = beacon_address(beacon_id)
         if address in self._states:
             msg = f"virtual beacon {beacon_id} already exists; pick another id"
             raise ValueError(msg)
         state = VirtualBeaconState(
-            address, beacon_id, name or f"{protocol.DEFAULT_LOCAL_NAME} {beacon_id}", True, rssi
+            address, beacon_id, name or factory.default_name(beacon_id), True, rssi,
+            kind=factory.kind,
         )
         self._states[address] = state
+        self._factories[address] = factory
         return state
 
     def _state(self, address: str) -> VirtualBeaconState:
@@ -497,9 +574,15 @@ class VirtualRadio:
         return self._device
 
     async def _start_beacon(self, state: VirtualBeaconState) -> None:
-        beacon = VirtualBeacon(self._link, state.beacon_id, state.name)
+        beacon = self._factories[state.address].create(self._link, state)
         self._beacons[state.address] = beacon
-        await beacon.start(present=state.present)
+        try:
+            await beacon.start(present=state.present)
+        except (RadioError, core.BaseBumbleError, TimeoutError):
+            del self._beacons[state.address]
+            with contextlib.suppress(core.BaseBumbleError, TimeoutError):
+                await beacon.close()
+            raise
 
     async def _start_scanning(self) -> None:
         async with asyncio.timeout(COMMAND_TIMEOUT_S):

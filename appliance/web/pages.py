@@ -7,7 +7,8 @@ from typing import Any
 from quart import Blueprint, current_app, render_template
 from quart_schema import hide
 
-from appliance import __version__
+from appliance import __version__, system_status
+from appliance.web.context import services
 from appliance.web.guard import current_account
 
 blueprint = Blueprint("pages", __name__)
@@ -16,7 +17,8 @@ blueprint = Blueprint("pages", __name__)
 @blueprint.get("/")
 @hide
 async def index() -> str:
-    return await render_template("index.html", user=current_account(), version=__version__)
+    return await render_template("index.html", user=current_account(), version=__version__,
+                                 notices=system_status.notices(services().settings))
 
 
 @blueprint.get("/settings")

@@ -7,7 +7,7 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import validate_request
 
-from appliance import __version__
+from appliance import __version__, system_status
 from appliance.presence.model import PresenceState
 from appliance.presence.payload import device_payload
 from appliance.web.context import services
@@ -64,6 +64,8 @@ async def status() -> dict[str, Any]:
             "framesDropped": ctx.relay.stats.frames_dropped,
             "rejected": ctx.relay.stats.rejected,
         },
+        "tunnel": system_status.tunnel(ctx.settings),
+        "setup": system_status.setup(ctx.settings),
     }
 
 

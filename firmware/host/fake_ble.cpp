@@ -473,6 +473,18 @@ bool serves(const char* serviceUuid, const char* characteristicUuid) {
     return false;
 }
 
+std::vector<GattEntry> gattTable() {
+    const Gatt& gatt = state().gatt;
+    std::vector<GattEntry> table;
+    for (int i = 0; i < gatt.characteristicCount; ++i) {
+        const BLELocalCharacteristic* local = gatt.characteristics[i];
+        GattEntry entry = {gatt.serviceUuids[gatt.serviceOf[i]], local->uuid, local->properties,
+                           std::vector<uint8_t>(local->value, local->value + local->valueLength)};
+        table.push_back(entry);
+    }
+    return table;
+}
+
 void setAutoResume(bool enabled) { state().autoResume = enabled; }
 
 std::vector<uint8_t> read(const char* uuid) {

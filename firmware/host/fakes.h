@@ -38,6 +38,16 @@ std::vector<uint8_t> scanResponseData();
 const char* deviceName();
 int advertiseCalls();  // successful BLE.advertise() calls
 
+// The GATT table as the library built it (BLE.addService), with every characteristic's current
+// value: what a central could discover. The beacon-sim bridge (sim/bridge.cpp) mirrors it to bumble.
+struct GattEntry {
+    const char* serviceUuid;
+    const char* uuid;
+    uint8_t properties;  // BLERead, BLEWrite, ...: the GATT characteristic property bits
+    std::vector<uint8_t> value;
+};
+std::vector<GattEntry> gattTable();
+
 // A central. Events are delivered the way ArduinoBLE delivers them: inside BLE.poll() (and the
 // other calls that poll HCI), never directly from these functions.
 // connect() fails when the beacon is not advertising (or a central is already linked).

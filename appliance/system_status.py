@@ -1,0 +1,49 @@
+"""What the appliance can say about its own setup: the Cloudflare tunnel and the first-boot file.
+
+Cheap file checks, done when /status or the dashboard asks; nothing is cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from appliance.settings import Settings
+
+
+def tunnel(settings: Settings) -> dict[str, Any]:
+    installed = os.access(settings.cloudflared_bin, os.X_OK)
+    token = Path(settings.tunnel_token_file)
+    # The token file is root-only: the app checks it exists, never reads it.
+    configured = token.exists() and token.stat().st_size > 0
+    if not installed:
+        message = ("cloudflared is not installed: rebuild the image with cloudflared_deb=... "
+                   "(see the README); the appliance works on your network meanwhile")
+    elif not configured:
+        message = ("no Cloudflare tunnel token: put cloudflare_tunnel_token in appliance.toml on "
+                   "the boot partition and reboot")
+    else:
+        message = "the tunnel runs under supervisor (`supervisorctl status cloudflared`)"
+    return {"installed": installed, "configured": configured, "message": message}
+
+
+def setup(settings: Settings) -> dict[str, Any]:
+    """The last first-boot run: when, what it applied, what it could not."""
+    try:
+        status = json.loads(Path(settings.firstboot_status_file).read_text())
+    except (OSError, ValueError):
+        return {"at": None, "applied": [], "errors": []}
+    return {"at": status.get("at"), "applied": list(status.get("applied", [])),
+            "errors": list(status.get("errors", []))}
+
+
+def notices(settings: Settings) -> list[str]:
+    """Sentences for the dashboard: setup problems a user should act on."""
+    found = [f"First-boot file: {error['key']}: {error['message']}"
+             for error in setup(settings)["errors"]]
+    state = tunnel(settings)
+    if not (state["installed"] and state["configured"]):
+        found.append(str(state["message"]))
+    return found

@@ -1,0 +1,351 @@
+"""The firmware itself as a simulated beacon: the host-built sketch (beacon-sim) on VirtualRadio's link.
+
+The sketch's BLE calls are bridged to a bumble device; its Serial is a pty, typed at with pyserial
+as the hardware-in-the-loop rig does. No sleeps: every wait is on a condition under a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+import pytest
+import serial
+from helpers import FakeClock, make_settings, wait_for
+
+from appliance.errors import RadioError
+from appliance.presence import protocol, service, virtual_radio
+from appliance.presence.model import Advertisement, BeaconView, LinkInfo, PresenceState
+from appliance.presence.service import PresenceService
+from appliance.presence.sketch_beacon import SketchBeacon, SketchBeaconFactory
+from appliance.presence.virtual_radio import PythonBeacons, VirtualRadio, beacon_address
+from appliance.store.db import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+SIM = ROOT / "firmware" / "build" / "sim" / "beacon-sim"
+VERSION_H = ROOT / "firmware" / "beacon" / "version.h"
+DEADLINE_S = 5.0
+SKETCH_ID, PYTHON_ID = 7, 9
+SKETCH, PYTHON = beacon_address(SKETCH_ID), beacon_address(PYTHON_ID)
+B1 = beacon_address(1)
+
+
+def firmware_version() -> str:
+    text = VERSION_H.read_text()
+    parts = [re.search(rf"#define FW_VERSION_{part} (\d+)", text) for part in ("MAJOR", "MINOR", "PATCH")]
+    assert all(parts), f"{VERSION_H} no longer defines FW_VERSION_MAJOR/MINOR/PATCH"
+    return ".".join(match.group(1) for match in parts if match)
+
+
+@pytest.fixture(scope="session")
+def sim_binary() -> Path:
+    """make -C firmware sim; a machine that cannot build it fails here, saying what to install."""
+    install = "sudo apt-get install make g++"
+    if shutil.which("make") is None:
+        pytest.fail(f"the sketch beacon tests build the firmware for the host with make: {install}",
+                    pytrace=False)
+    result = subprocess.run(["make", "-C", "firmware", "sim"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, check=False)
+    if result.returncode != 0:
+        cause = "g++ is not installed" if shutil.which("g++") is None else "the build failed"
+        pytest.fail(f"`make -C firmware sim` failed: {cause}. The sketch beacon tests need the "
+                    f"firmware built for the host ({install}).\n{result.stderr[-3000:]}",
+                    pytrace=False)
+    return SIM
+
+
+class Recorder:
+    """Consumes radio.advertisements() in the background so tests can wait on what arrived."""
+
+    def __init__(self, radio: VirtualRadio) -> None:
+        self.ads: list[Advertisement] = []
+        self._changed = asyncio.Event()
+        self.task = asyncio.create_task(self._run(radio))
+
+    async def _run(self, radio: VirtualRadio) -> None:
+        async for adv in radio.advertisements():
+            self.ads.append(adv)
+            self._changed.set()
+        self._changed.set()
+
+    def since(self, mark: int, address: str) -> list[Advertisement]:
+        return [adv for adv in self.ads[mark:] if adv.address == address]
+
+    async def wait(self, predicate: Callable[[], bool]) -> None:
+        async with asyncio.timeout(DEADLINE_S):
+            while not predicate():
+                assert not self.task.done(), "advertisements ended while waiting"
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_for(self, address: str, mark: int = 0) -> None:
+        await self.wait(lambda: bool(self.since(mark, address)))
+
+    async def assert_silent(self, address: str, others: Sequence[str]) -> None:
+        """``address`` sends nothing while every other beacon advertises three times."""
+        settle = len(self.ads)
+        await self.wait(lambda: all(self.since(settle, other) for other in others))
+        start = len(self.ads)
+        await self.wait(lambda: all(len(self.since(start, other)) >= 3 for other in others))
+        assert self.since(start, address) == []
+
+
+class Console:
+    """The beacon's serial port, opened by path the way the HIL rig opens a Nano's."""
+
+    def __init__(self, path: str) -> None:
+        self.port = serial.Serial(path, 115200, timeout=DEADLINE_S)
+        self.port.reset_input_buffer()  # the sketch's log lines from before we opened it
+
+    async def command(self, line: str) -> str:
+        await asyncio.to_thread(self.port.write, line.encode() + b"\r\n")
+        while True:
+            raw = await asyncio.to_thread(self.port.readline)
+            assert raw.endswith(b"\r\n"), f"no reply to {line!r} within {DEADLINE_S} s: {raw!r}"
+            text = raw.decode().rstrip("\r\n")
+            if text.startswith(("ok ", "err ")):
+                return text
+
+    def close(self) -> None:
+        self.port.close()
+
+
+@pytest.fixture(autouse=True)
+def fast_advertising(monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 ms, the shortest legal interval: the same behaviour, five times faster tests."""
+    monkeypatch.setattr(virtual_radio, "ADV_INTERVAL_MS", 20.0)
+
+
+@pytest.fixture
+async def radio(sim_binary: Path) -> AsyncIterator[VirtualRadio]:
+    """Python beacon 1 and, next to it, the sketch as beacon 7."""
+    radio = VirtualRadio(1, seed=7)
+    await radio.start()
+    await radio.add_beacon(SKETCH_ID, factory=SketchBeaconFactory(sim_binary))
+    yield radio
+    await radio.stop()
+
+
+@pytest.fixture
+async def rec(radio: VirtualRadio) -> AsyncIterator[Recorder]:
+    recorder = Recorder(radio)
+    yield recorder
+    await radio.stop()
+    async with asyncio.timeout(DEADLINE_S):
+        await recorder.task
+
+
+@pytest.fixture
+def sketch(radio: VirtualRadio) -> SketchBeacon:
+    beacon = radio.simulation(SKETCH)
+    assert isinstance(beacon, SketchBeacon)
+    return beacon
+
+
+@pytest.fixture
+async def console(sketch: SketchBeacon) -> AsyncIterator[Console]:
+    assert sketch.serial_path is not None
+    console = Console(sketch.serial_path)
+    yield console
+    console.close()
+
+
+def lost_recorder() -> tuple[list[str], Callable[[str], None], asyncio.Event]:
+    calls: list[str] = []
+    event = asyncio.Event()
+
+    def on_lost(address: str) -> None:
+        calls.append(address)
+        event.set()
+
+    return calls, on_lost, event
+
+
+async def test_radio_discovers_the_sketch_beacon_with_its_id_next_to_a_python_beacon(
+    radio: VirtualRadio, rec: Recorder, sketch: SketchBeacon
+) -> None:
+    await rec.wait(lambda: bool(rec.since(0, SKETCH)) and bool(rec.since(0, B1)))
+    first = rec.since(0, SKETCH)[0]
+    assert (first.beacon_id, first.counter, first.uptime_min) == (SKETCH_ID, 0, 0)
+    assert first.name == protocol.DEFAULT_LOCAL_NAME  # from the sketch's scan response
+    # On air exactly as the sketch built it, and as protocol.py defines it.
+    payload = protocol.BeaconPayload(SKETCH_ID, counter=0, uptime_min=0)
+    assert sketch.advertising_data == protocol.advertising_data(payload)
+    assert sketch.scan_response_data == protocol.scan_response_data(protocol.DEFAULT_LOCAL_NAME)
+    assert radio.beacons[SKETCH].kind == "sketch"
+    assert radio.beacons[B1].kind == "python"
+
+
+async def test_connect_reads_info_as_the_sketch_defines_it(
+    radio: VirtualRadio, rec: Recorder, sketch: SketchBeacon
+) -> None:
+    await rec.wait_for(SKETCH)
+    info = await radio.connect(SKETCH, lost_recorder()[1])
+    assert info == LinkInfo(address=SKETCH, beacon_id=SKETCH_ID, firmware=firmware_version())
+    assert sketch.values[protocol.INFO_CHAR_UUID] == protocol.BeaconInfo(
+        SKETCH_ID, firmware=firmware_version()).pack()
+
+
+async def test_adv_off_typed_on_the_pty_makes_the_beacon_leave_and_adv_on_brings_it_back(
+    radio: VirtualRadio, rec: Recorder, console: Console
+) -> None:
+    await rec.wait_for(SKETCH)
+    calls, on_lost, lost = lost_recorder()
+    await radio.connect(SKETCH, on_lost)
+    assert "connected=yes" in await console.command("status")
+
+    assert await console.command("adv off") == "ok adv=off"
+    async with asyncio.timeout(DEADLINE_S):
+        await lost.wait()
+    assert calls == [SKETCH]
+    await rec.assert_silent(SKETCH, [B1])
+    assert "adv=off connected=no" in await console.command("status")
+
+    mark = len(rec.ads)
+    assert await console.command("adv on") == "ok adv=on"
+    await rec.wait_for(SKETCH, mark=mark)
+    assert rec.since(mark, SKETCH)[0].counter == 1  # fresh data each time it goes on air
+    assert (await radio.connect(SKETCH, on_lost)).beacon_id == SKETCH_ID
+    assert calls == [SKETCH]
+
+
+async def test_version_over_the_pty_matches_version_h(console: Console) -> None:
+    expected = f"ok firmware={firmware_version()} protocol={protocol.PROTOCOL_VERSION}"
+    assert await console.command("version") == expected
+
+
+async def test_id_typed_on_the_pty_changes_the_advertised_id_and_info(
+    radio: VirtualRadio, rec: Recorder, console: Console
+) -> None:
+    await rec.wait_for(SKETCH)
+    assert await console.command("id 300") == "ok id=300"
+    await rec.wait(lambda: any(adv.beacon_id == 300 for adv in rec.since(0, SKETCH)))
+    assert (await radio.connect(SKETCH, lost_recorder()[1])).beacon_id == 300
+
+
+async def test_identify_write_blinks_the_sketchs_led(
+    radio: VirtualRadio, rec: Recorder, sketch: SketchBeacon
+) -> None:
+    await rec.wait_for(SKETCH)
+    await radio.connect(SKETCH, lost_recorder()[1])
+    assert sketch.led is False
+    await radio.identify(SKETCH, 2)
+    await sketch.wait_until(lambda: sketch.led)
+    await sketch.wait_until(lambda: not sketch.led)  # 2 Hz: off again after 250 ms
+    assert radio.identify_writes(SKETCH) == [2]
+
+
+async def test_set_present_drives_the_sketch_through_its_serial_port(
+    radio: VirtualRadio, rec: Recorder
+) -> None:
+    await rec.wait_for(SKETCH)
+    await radio.set_present(SKETCH, False)
+    await rec.assert_silent(SKETCH, [B1])
+    mark = len(rec.ads)
+    await radio.set_present(SKETCH, True)
+    await rec.wait_for(SKETCH, mark=mark)
+
+
+async def test_a_radio_of_sketch_beacons_hosts_a_python_one_too(sim_binary: Path) -> None:
+    radio = VirtualRadio(2, seed=7, beacon_factory=SketchBeaconFactory(sim_binary))
+    await radio.start()
+    rec = Recorder(radio)
+    try:
+        await radio.add_beacon(PYTHON_ID, factory=PythonBeacons())
+        addresses = {beacon_address(1), beacon_address(2), PYTHON}
+        await rec.wait(lambda: all(rec.since(0, address) for address in addresses))
+        assert {address: rec.since(0, address)[0].beacon_id for address in addresses} == {
+            beacon_address(1): 1, beacon_address(2): 2, PYTHON: PYTHON_ID}
+        assert {state.kind for state in radio.beacons.values()} == {"sketch", "python"}
+    finally:
+        await radio.stop()
+        await rec.task
+
+
+async def test_a_sketch_beacon_started_absent_never_goes_on_air(sim_binary: Path) -> None:
+    radio = VirtualRadio(1, seed=7)
+    address = await radio.add_beacon(SKETCH_ID, factory=SketchBeaconFactory(sim_binary))
+    await radio.set_present(address, False)  # before start: the sketch reads `adv off` first
+    await radio.start()
+    rec = Recorder(radio)
+    try:
+        await rec.assert_silent(address, [B1])
+        await radio.set_present(address, True)
+        await rec.wait_for(address)
+    finally:
+        await radio.stop()
+        await rec.task
+
+
+async def test_close_stops_the_simulator_cleanly(radio: VirtualRadio, sketch: SketchBeacon) -> None:
+    assert sketch.running
+    await radio.stop()
+    assert sketch.returncode == 0  # also: no leak or sanitizer report at exit
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_a_missing_simulator_is_a_radio_error_that_says_how_to_build_it(
+    radio: VirtualRadio, tmp_path: Path
+) -> None:
+    factory = SketchBeaconFactory(tmp_path / "beacon-sim")
+    with pytest.raises(RadioError, match=r"make -C firmware sim"):
+        await radio.add_beacon(8, factory=factory)
+    assert beacon_address(8) not in radio.beacons
+
+
+async def test_a_command_to_a_stopped_sketch_says_to_start_the_radio(sim_binary: Path) -> None:
+    radio = VirtualRadio(0, beacon_factory=SketchBeaconFactory(sim_binary))
+    await radio.start()
+    await radio.add_beacon(5)
+    beacon = radio.simulation(beacon_address(5))
+    assert isinstance(beacon, SketchBeacon)
+    await radio.stop()
+    with pytest.raises(RadioError, match="start the virtual radio"):
+        await beacon.command("status")
+
+
+async def test_presence_service_follows_the_sketch_leaving_and_returning_within_the_window(
+    sim_binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HIL scenario "beacon leaves (adv off) and returns within the window", on the sketch."""
+    monkeypatch.setattr(virtual_radio, "CONNECT_TIMEOUT_S", 0.3)  # attempts while it is away
+    monkeypatch.setattr(service, "CONNECT_BACKOFF_S", 0.05)
+    settings = make_settings(tmp_path)
+    clock = FakeClock()
+    db = await Database.open(tmp_path / "appliance.db")
+    radio = VirtualRadio(0, beacon_factory=SketchBeaconFactory(sim_binary))
+    await radio.add_beacon(SKETCH_ID)
+    presence = PresenceService(settings, db, radio, clock, tick_s=0.02)
+    await presence.start()
+
+    def view() -> BeaconView:
+        found = presence.tracker.view(SKETCH)
+        assert found is not None
+        return found
+
+    sketch = radio.simulation(SKETCH)
+    assert isinstance(sketch, SketchBeacon) and sketch.serial_path is not None
+    console = Console(sketch.serial_path)
+    try:
+        await wait_for(lambda: presence.tracker.view(SKETCH) is not None, what="discovery")
+        await presence.pair(SKETCH, "u1", "Alice")
+        await wait_for(lambda: view().linked, what="the GATT link")
+        assert "connected=yes connections=1" in await console.command("status")
+
+        assert await console.command("adv off") == "ok adv=off"
+        await wait_for(lambda: not view().linked, what="the link lost")
+        clock.advance(settings.away_after_s + 1)
+        await wait_for(lambda: view().state is PresenceState.AWAY, what="away")
+
+        assert await console.command("adv on") == "ok adv=on"
+        await wait_for(lambda: view().state is PresenceState.CONNECTED and view().linked,
+                       within=10, what="reconnected without a tap")
+        assert "connected=yes connections=2" in await console.command("status")
+    finally:
+        console.close()
+        await presence.stop()
+        await db.close()
