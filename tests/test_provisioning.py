@@ -185,6 +185,11 @@ async def test_supervisor_runs_the_app_and_nginx_and_explains_the_missing_tunnel
     await wait_for(running, within=60, what="appliance and nginx RUNNING under supervisor")
     states = await _states(out)
     assert states["cloudflared"] == "EXITED"
+    # The app keeps CAP_NET_ADMIN (adapter recovery) and nothing else, as an ambient capability.
+    pid = supervisorctl(out, "pid", "appliance").strip()
+    caps = dict(line.split(":\t") for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("Cap"))
+    assert int(caps["CapAmb"], 16) == 1 << 12
     assert "no tunnel token" in (out / "log" / "cloudflared.log").read_text()
     async with httpx.AsyncClient() as client:
 
