@@ -186,10 +186,7 @@ async def test_supervisor_runs_the_app_and_nginx_and_explains_the_missing_tunnel
     states = await _states(out)
     assert states["cloudflared"] == "EXITED"
     # The app keeps CAP_NET_ADMIN (adapter recovery) and nothing else, as an ambient capability.
-    pid = supervisorctl(out, "pid", "appliance").strip()
-    caps = dict(line.split(":\t") for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                if line.startswith("Cap"))
-    assert int(caps["CapAmb"], 16) == 1 << 12
+    assert _ambient_caps(supervisorctl(out, "pid", "appliance").strip()) == 1 << 12
     assert "no tunnel token" in (out / "log" / "cloudflared.log").read_text()
     async with httpx.AsyncClient() as client:
 
@@ -266,6 +263,13 @@ async def test_through_nginx_cookies_client_ips_and_websockets(stack: tuple[Path
     await wait_for(lambda: got, what="devices2v over a WebSocket through nginx")
     assert sio.transport() == "websocket"
     await sio.disconnect()
+
+
+def _ambient_caps(pid: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("CapAmb:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no CapAmb for pid {pid}")
 
 
 async def _up(client: httpx.AsyncClient, base: str) -> bool:
