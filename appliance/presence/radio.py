@@ -119,16 +119,19 @@ class BleakRadio:
         from bleak import BleakScanner
         from bleak.exc import BleakError
 
-        kwargs: dict[str, object] = {"adapter": self._adapter}
-        if self._passive:
-            # Passive scanning needs bluetoothd --experimental and at least one or-pattern.
-            from bleak.backends.bluezdbus.advertisement_monitor import OrPattern
-            from bleak.backends.bluezdbus.scanner import BlueZScannerArgs
+        from bleak.args.bluez import BlueZScannerArgs, OrPattern
 
-            pattern = OrPattern(0, 0xFF, protocol.COMPANY_ID.to_bytes(2, "little"))
-            kwargs["bluez"] = BlueZScannerArgs(or_patterns=[pattern])
-            kwargs["scanning_mode"] = "passive"
-        scanner = BleakScanner(detection_callback=self._on_detection, **kwargs)  # type: ignore[arg-type]
+        bluez = BlueZScannerArgs(adapter=self._adapter)
+        if self._passive:
+            # Passive scanning needs bluetoothd --experimental and at least one or-pattern: ours
+            # is the company id at the start of the manufacturer data.
+            bluez["or_patterns"] = [
+                OrPattern(0, 0xFF, protocol.COMPANY_ID.to_bytes(2, "little"))  # type: ignore[arg-type]
+            ]
+        scanner = BleakScanner(
+            detection_callback=self._on_detection,
+            scanning_mode="passive" if self._passive else "active", bluez=bluez,
+        )
         try:
             async with asyncio.timeout(SCANNER_TIMEOUT_S):
                 await scanner.start()

@@ -1,0 +1,38 @@
+"""BleakRadio at bleak's callback boundary, with bleak's own types (no BlueZ on this host; the
+hardware-in-the-loop suite runs it against real BlueZ)."""
+
+from __future__ import annotations
+
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+
+from appliance.presence import protocol
+from appliance.presence.radio import QUEUE_SIZE, BleakRadio
+
+
+def _seen(radio: BleakRadio, address: str, *, ours: bool = True, beacon_id: int = 1) -> None:
+    payload = protocol.BeaconPayload(beacon_id, 0, 0).pack()
+    data = AdvertisementData(
+        local_name=None, manufacturer_data={protocol.COMPANY_ID: payload} if ours else {0x4C: b"x"},
+        service_data={}, service_uuids=[protocol.SERVICE_UUID] if ours else [], tx_power=None,
+        rssi=-70, platform_data=())
+    radio._on_detection(BLEDevice(address, None, {}), data)
+
+
+async def test_only_our_beacons_are_queued_but_all_traffic_counts_as_activity() -> None:
+    radio = BleakRadio()
+    assert radio.last_activity is None
+    _seen(radio, "11:22:33:44:55:66", ours=False)
+    assert radio.last_activity is not None and radio._queue.empty()
+    _seen(radio, "f0:00:00:00:00:07", beacon_id=7)
+    adv = radio._queue.get_nowait()
+    assert adv is not None and (adv.address, adv.beacon_id, adv.rssi) == ("F0:00:00:00:00:07", 7, -70)
+
+
+async def test_a_stalled_consumer_never_grows_the_queue() -> None:
+    radio = BleakRadio()
+    for i in range(QUEUE_SIZE + 50):
+        _seen(radio, "f0:00:00:00:00:07", beacon_id=i % 65535 + 1)
+    assert radio._queue.qsize() == QUEUE_SIZE
+    first = radio._queue.get_nowait()
+    assert first is not None and first.beacon_id == 51  # the oldest 50 were dropped
