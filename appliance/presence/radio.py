@@ -117,9 +117,8 @@ class BleakRadio:
 
     async def start(self) -> None:
         from bleak import BleakScanner
-        from bleak.exc import BleakError
-
         from bleak.args.bluez import BlueZScannerArgs, OrPattern
+        from bleak.exc import BleakError
 
         bluez = BlueZScannerArgs(adapter=self._adapter)
         if self._passive:
