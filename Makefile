@@ -9,6 +9,7 @@ DATA_DIR ?= var
 # make run's simulated beacons: python (bumble) or sketch (the firmware itself, built for the host)
 BEACONS ?= python
 PYTEST_ARGS ?=
+HIL_ARGS ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -17,7 +18,7 @@ VENDOR := appliance/web/static/vendor
 VENDOR_JS := $(VENDOR)/socket.io.min.js
 
 .PHONY: help setup run test pytest lint bench firmware-test firmware-size firmware firmware-sim flash \
-  wheel constraints clean
+  wheel hil-test constraints clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -70,6 +71,9 @@ firmware-size: ## compile the sketch's logic for the Nano 33 BLE (Cortex-M4) and
 
 firmware: ## compile the real sketch with arduino-cli (when installed)
 	$(MAKE) -C firmware firmware
+
+hil-test: setup firmware-sim ## hardware-in-the-loop suite (so far: the virtual rig's radio, no VM yet); see tests/hil/README.md
+	$(BIN)/pytest tests/hil $(HIL_ARGS)
 
 bench: setup ## relay throughput/latency vs a base64 baseline; numbers in build/bench/
 	$(BIN)/python tests/bench/relay_bench.py --out build/bench

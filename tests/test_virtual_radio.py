@@ -10,11 +10,21 @@ import statistics
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
+from bumble import hci
+from bumble.device import Device, Peer
+from bumble.snoop import Snooper
 
 from appliance.errors import RadioError
-from appliance.presence import virtual_radio
+from appliance.presence import protocol, virtual_radio
 from appliance.presence.model import Advertisement, LinkInfo
-from appliance.presence.virtual_radio import VirtualRadio, beacon_address
+from appliance.presence.virtual_radio import (
+    VirtualBeacon,
+    VirtualController,
+    VirtualLink,
+    VirtualRadio,
+    beacon_address,
+    new_device,
+)
 
 DEADLINE_S = 5.0
 B1, B2, B3 = (beacon_address(beacon_id) for beacon_id in (1, 2, 3))
@@ -312,3 +322,85 @@ async def test_the_simulation_of_a_radio_not_started_is_refused() -> None:
         radio.simulation(B1)
     with pytest.raises(ValueError, match="no virtual beacon"):
         radio.simulation("AA:BB:CC:DD:EE:FF")
+
+
+# -- VirtualController against a host that is not bumble's (the virtual rig's guest: Linux) -----
+
+
+class EventLog(Snooper):
+    """The HCI events a controller sends its host."""
+
+    def __init__(self) -> None:
+        self.events: list[hci.HCI_Event] = []
+
+    def snoop(self, hci_packet: bytes, direction: Snooper.Direction) -> None:
+        if direction == Snooper.Direction.CONTROLLER_TO_HOST and hci_packet[0] == hci.HCI_EVENT_PACKET:
+            packet = hci.HCI_Packet.from_bytes(hci_packet)
+            assert isinstance(packet, hci.HCI_Event)
+            self.events.append(packet)
+
+    def names(self) -> list[str]:
+        return [type(event).__name__ for event in self.events]
+
+
+@pytest.fixture
+async def central() -> AsyncIterator[tuple[Device, EventLog, VirtualBeacon]]:
+    """A bare bumble host on a VirtualController with beacon 1 on the same link."""
+    link = VirtualLink()  # type: ignore[no-untyped-call]
+    beacon = VirtualBeacon(link, 1, "SG Beacon 1")
+    await beacon.start(present=True)
+    controller = VirtualController("central", link, "00:AA:00:00:00:09")
+    device = new_device("central", "C0:00:00:00:00:09", controller)
+    log = EventLog()
+    device.host.snooper = log
+    await device.power_on()
+    yield device, log, beacon
+    await beacon.close()
+    await device.power_off()
+
+
+LINUX_LE_EVENT_MASK = bytes([0x7F, 0x06, 0x08, 0, 0, 0, 0, 0])  # enhanced v1 (bit 9), not v2
+LEGACY_LE_EVENT_MASK = bytes([0x1F, 0, 0, 0, 0, 0, 0, 0])  # the power-on default
+
+
+@pytest.mark.parametrize(("mask", "expected"), [
+    (LEGACY_LE_EVENT_MASK, "HCI_LE_Connection_Complete_Event"),
+    (LINUX_LE_EVENT_MASK, "HCI_LE_Enhanced_Connection_Complete_Event"),
+    (None, "HCI_LE_Enhanced_Connection_Complete_V2_Event"),  # bumble's host unmasks v2 too
+])
+async def test_a_connection_completes_with_the_newest_event_the_host_unmasked(
+    central: tuple[Device, EventLog, VirtualBeacon], mask: bytes | None, expected: str
+) -> None:
+    """Linux waits for exactly the enhanced event when it unmasked it: the legacy one stalls it."""
+    device, log, _beacon = central
+    if mask is not None:
+        await device.send_sync_command(hci.HCI_LE_Set_Event_Mask_Command(le_event_mask=mask))
+    async with asyncio.timeout(DEADLINE_S):
+        connection = await device.connect(beacon_address(1), own_address_type=hci.OwnAddressType.PUBLIC)
+    completions = [name for name in log.names() if "Connection_Complete" in name]
+    assert completions == [expected]
+    # From the PUBLIC address, as Linux connects: LE data must carry the connection's address.
+    async with asyncio.timeout(DEADLINE_S):
+        peer = Peer(connection)
+        services = await peer.discover_services([protocol.SERVICE_UUID])
+        info = await peer.discover_characteristics([protocol.INFO_CHAR_UUID], services[0])
+        assert protocol.parse_info(bytes(await peer.read_value(info[0]))).beacon_id == 1
+        await connection.disconnect()
+
+
+async def test_remote_version_is_answered_and_an_unknown_command_gets_a_status(
+    central: tuple[Device, EventLog, VirtualBeacon],
+) -> None:
+    device, log, _beacon = central
+    async with asyncio.timeout(DEADLINE_S):
+        connection = await device.connect(beacon_address(1), own_address_type=hci.OwnAddressType.PUBLIC)
+        version = await device.send_command(
+            hci.HCI_Read_Remote_Version_Information_Command(connection_handle=connection.handle)
+        )
+        # bumble's controller answers no async command it lacks: a host would wait forever.
+        unknown = await device.send_command(
+            hci.HCI_Read_Clock_Offset_Command(connection_handle=connection.handle), check_result=False
+        )
+    assert version.status == hci.HCI_COMMAND_STATUS_PENDING
+    assert unknown.status == hci.HCI_ErrorCode.UNKNOWN_HCI_COMMAND_ERROR
+    assert "HCI_Read_Remote_Version_Information_Complete_Event" in log.names()

@@ -55,6 +55,18 @@ QUEUE_SIZE: Final = 1024  # advertisements waiting for the consumer; beyond this
 FIRMWARE: Final = "0.1.0"
 CENTRAL_ADDRESS: Final = "C0:00:00:00:00:01"  # static random (top bits 11)
 CENTRAL_PUBLIC_ADDRESS: Final = "00:AA:00:00:00:01"  # bumble wants non-zero public addresses
+# A controller's LE event mask until the host sets one: the first five events (Core 5.4, Vol 4,
+# Part E, 7.8.1). bumble starts at 0, as if nothing were unmasked.
+LE_EVENT_MASK_DEFAULT: Final = 0x1F
+# LE event mask bit n unmasks LE subevent n + 1 (7.8.1). When the host unmasked an enhanced
+# connection complete event, the controller must send it instead of the legacy one (7.7.65.10):
+# Linux waits for exactly that event after LE Create Connection (up to its 20 s connection
+# timeout), with every later HCI request, disconnects included, queued behind the wait.
+LE_ENHANCED_CONNECTION_COMPLETE_BIT: Final = 1 << (hci.HCI_LE_ENHANCED_CONNECTION_COMPLETE_EVENT - 1)
+LE_ENHANCED_CONNECTION_COMPLETE_V2_BIT: Final = 1 << (hci.HCI_LE_ENHANCED_CONNECTION_COMPLETE_V2_EVENT - 1)
+# "Not applicable" in LE Enhanced Connection Complete [v2]: the link came from legacy advertising.
+_NO_ADVERTISING_HANDLE: Final = 0xFF
+_NO_SYNC_HANDLE: Final = 0xFFFF
 
 ReceptionModel = Callable[[hci.Address], int | None]
 """RSSI for one received advertisement from an address, or None when the packet is lost."""
@@ -91,9 +103,14 @@ class VirtualController(Controller):
     """A legacy-advertising (Bluetooth 4.2 style) controller with a radio path model.
 
     Rewrites what bumble's controller would report: the RSSI comes from ``reception`` (which may
-    also drop the packet), the scan response is the advertiser's real one, and a cancelled
-    connection attempt completes with an error as the spec requires.
+    also drop the packet), the scan response is the advertiser's real one, a cancelled
+    connection attempt completes with an error as the spec requires, a connection completes with
+    the LE Enhanced Connection Complete event when the host unmasked it, Read Remote Version
+    Information is answered, and a command bumble does not know gets a Command Status instead of
+    silence (a host such as Linux would wait for it until its command timeout).
     """
+
+    le_event_mask = LE_EVENT_MASK_DEFAULT
 
     # Without extended advertising, hosts use legacy advertising, scanning and connections.
     le_features = Controller.le_features & ~(
@@ -131,6 +148,56 @@ class VirtualController(Controller):
             ),
         )
         return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
+
+    def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
+        if isinstance(packet, hci.HCI_LE_Connection_Complete_Event):
+            packet = self._connection_complete_for_host(packet)
+        super().send_hci_packet(packet)
+
+    def _connection_complete_for_host(self, event: hci.HCI_LE_Connection_Complete_Event) -> hci.HCI_Packet:
+        """bumble always sends the legacy event; the spec wants the newest one the host unmasked."""
+        mask = self.le_event_mask
+        if not mask & (LE_ENHANCED_CONNECTION_COMPLETE_BIT | LE_ENHANCED_CONNECTION_COMPLETE_V2_BIT):
+            return event
+        fields: dict[str, Any] = {
+            "status": event.status, "connection_handle": event.connection_handle, "role": event.role,
+            "peer_address_type": event.peer_address_type, "peer_address": event.peer_address,
+            # No address resolution in the controller: both resolvable addresses are "none".
+            "local_resolvable_private_address": hci.Address.ANY_RANDOM,
+            "peer_resolvable_private_address": hci.Address.ANY_RANDOM,
+            "connection_interval": event.connection_interval,
+            "peripheral_latency": event.peripheral_latency,
+            "supervision_timeout": event.supervision_timeout,
+            "central_clock_accuracy": event.central_clock_accuracy,
+        }
+        if mask & LE_ENHANCED_CONNECTION_COMPLETE_V2_BIT:
+            return hci.HCI_LE_Enhanced_Connection_Complete_V2_Event(
+                **fields, advertising_handle=_NO_ADVERTISING_HANDLE, sync_handle=_NO_SYNC_HANDLE
+            )
+        return hci.HCI_LE_Enhanced_Connection_Complete_Event(**fields)
+
+    def on_hci_command(self, command: hci.HCI_Command) -> Any:
+        if isinstance(command, hci.HCI_SyncCommand):
+            return super().on_hci_command(command)  # a Command Complete saying "unknown command"
+        # bumble answers nothing to the other commands it lacks; the spec allows a Command Status.
+        _LOGGER.warning("%s: unsupported HCI command %s", self.name, command.name)
+        self._send_hci_command_status(hci.HCI_ErrorCode.UNKNOWN_HCI_COMMAND_ERROR, command.op_code)
+        return None
+
+    def on_hci_read_remote_version_information_command(self, command: Any) -> None:
+        connection = self.find_le_connection_by_handle(command.connection_handle)
+        if connection is None:
+            self._send_hci_command_status(
+                hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR, command.op_code
+            )
+            return
+        self._send_hci_command_status(hci.HCI_COMMAND_STATUS_PENDING, command.op_code)
+        remote = self.link.find_le_controller(connection.peer_address) or self
+        self.send_hci_packet(hci.HCI_Read_Remote_Version_Information_Complete_Event(
+            status=hci.HCI_ErrorCode.SUCCESS, connection_handle=connection.handle,
+            version=remote.lmp_version, manufacturer_name=remote.manufacturer_company_identifier,
+            subversion=remote.lmp_subversion,
+        ))
 
     def on_advertising_pdu(self, pdu: Any) -> None:
         if not isinstance(pdu, ll.AdvInd):
