@@ -209,3 +209,40 @@ def make_jpeg_like(size: int, seed: int = 0) -> bytes:
 
     body = random.Random(seed).randbytes(max(0, size - 6))
     return b"\xff\xd8\xff\xe0" + body + b"\xff\xd9"
+
+
+class SerialConsole:
+    """A beacon's serial port opened by path, the way the HIL rig opens a Nano's; one command,
+    one `ok ...`/`err ...` reply (log lines in between are skipped)."""
+
+    def __init__(self, path: str, deadline_s: float = 5.0) -> None:
+        import serial
+
+        self.deadline_s = deadline_s
+        self.port = serial.Serial(path, 115200, timeout=deadline_s)
+        self.port.reset_input_buffer()  # the sketch's log lines from before we opened it
+
+    async def command(self, line: str) -> str:
+        await asyncio.to_thread(self.port.write, line.encode() + b"\r\n")
+        while True:
+            raw = await asyncio.to_thread(self.port.readline)
+            assert raw.endswith(b"\r\n"), (
+                f"no reply to {line!r} within {self.deadline_s} s: {raw!r}")
+            text: str = raw.decode().rstrip("\r\n")
+            if text.startswith(("ok ", "err ")):
+                return text
+
+    def close(self) -> None:
+        self.port.close()
+
+
+def lost_recorder() -> tuple[list[str], Callable[[str], None], asyncio.Event]:
+    """An on_lost callback for Radio.connect that records calls and sets an event."""
+    calls: list[str] = []
+    event = asyncio.Event()
+
+    def on_lost(address: str) -> None:
+        calls.append(address)
+        event.set()
+
+    return calls, on_lost, event

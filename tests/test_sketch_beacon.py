@@ -14,8 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
-import serial
-from helpers import FakeClock, make_settings, wait_for
+from helpers import FakeClock, SerialConsole, lost_recorder, make_settings, wait_for
 
 from appliance.errors import RadioError
 from appliance.presence import protocol, service, virtual_radio
@@ -94,24 +93,6 @@ class Recorder:
         assert self.since(start, address) == []
 
 
-class Console:
-    """The beacon's serial port, opened by path the way the HIL rig opens a Nano's."""
-
-    def __init__(self, path: str) -> None:
-        self.port = serial.Serial(path, 115200, timeout=DEADLINE_S)
-        self.port.reset_input_buffer()  # the sketch's log lines from before we opened it
-
-    async def command(self, line: str) -> str:
-        await asyncio.to_thread(self.port.write, line.encode() + b"\r\n")
-        while True:
-            raw = await asyncio.to_thread(self.port.readline)
-            assert raw.endswith(b"\r\n"), f"no reply to {line!r} within {DEADLINE_S} s: {raw!r}"
-            text = raw.decode().rstrip("\r\n")
-            if text.startswith(("ok ", "err ")):
-                return text
-
-    def close(self) -> None:
-        self.port.close()
 
 
 @pytest.fixture(autouse=True)
@@ -147,22 +128,14 @@ def sketch(radio: VirtualRadio) -> SketchBeacon:
 
 
 @pytest.fixture
-async def console(sketch: SketchBeacon) -> AsyncIterator[Console]:
+async def console(sketch: SketchBeacon) -> AsyncIterator[SerialConsole]:
     assert sketch.serial_path is not None
-    console = Console(sketch.serial_path)
+    console = SerialConsole(sketch.serial_path)
     yield console
     console.close()
 
 
-def lost_recorder() -> tuple[list[str], Callable[[str], None], asyncio.Event]:
-    calls: list[str] = []
-    event = asyncio.Event()
 
-    def on_lost(address: str) -> None:
-        calls.append(address)
-        event.set()
-
-    return calls, on_lost, event
 
 
 async def test_radio_discovers_the_sketch_beacon_with_its_id_next_to_a_python_beacon(
@@ -191,7 +164,7 @@ async def test_connect_reads_info_as_the_sketch_defines_it(
 
 
 async def test_adv_off_typed_on_the_pty_makes_the_beacon_leave_and_adv_on_brings_it_back(
-    radio: VirtualRadio, rec: Recorder, console: Console
+    radio: VirtualRadio, rec: Recorder, console: SerialConsole
 ) -> None:
     await rec.wait_for(SKETCH)
     calls, on_lost, lost = lost_recorder()
@@ -213,13 +186,13 @@ async def test_adv_off_typed_on_the_pty_makes_the_beacon_leave_and_adv_on_brings
     assert calls == [SKETCH]
 
 
-async def test_version_over_the_pty_matches_version_h(console: Console) -> None:
+async def test_version_over_the_pty_matches_version_h(console: SerialConsole) -> None:
     expected = f"ok firmware={firmware_version()} protocol={protocol.PROTOCOL_VERSION}"
     assert await console.command("version") == expected
 
 
 async def test_id_typed_on_the_pty_changes_the_advertised_id_and_info(
-    radio: VirtualRadio, rec: Recorder, console: Console
+    radio: VirtualRadio, rec: Recorder, console: SerialConsole
 ) -> None:
     await rec.wait_for(SKETCH)
     assert await console.command("id 300") == "ok id=300"
@@ -329,7 +302,7 @@ async def test_presence_service_follows_the_sketch_leaving_and_returning_within_
 
     sketch = radio.simulation(SKETCH)
     assert isinstance(sketch, SketchBeacon) and sketch.serial_path is not None
-    console = Console(sketch.serial_path)
+    console = SerialConsole(sketch.serial_path)
     try:
         await wait_for(lambda: presence.tracker.view(SKETCH) is not None, what="discovery")
         await presence.pair(SKETCH, "u1", "Alice")

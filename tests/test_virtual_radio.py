@@ -13,6 +13,7 @@ import pytest
 from bumble import hci
 from bumble.device import Device, Peer
 from bumble.snoop import Snooper
+from helpers import lost_recorder
 
 from appliance.errors import RadioError
 from appliance.presence import protocol, virtual_radio
@@ -94,15 +95,7 @@ async def rec(radio: VirtualRadio) -> AsyncIterator[Recorder]:
         await recorder.task
 
 
-def lost_recorder() -> tuple[list[str], Callable[[str], None], asyncio.Event]:
-    calls: list[str] = []
-    event = asyncio.Event()
 
-    def on_lost(address: str) -> None:
-        calls.append(address)
-        event.set()
-
-    return calls, on_lost, event
 
 
 async def test_discovers_every_beacon_with_its_id_name_and_service(

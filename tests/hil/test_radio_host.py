@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
-import serial
 from bumble import hci
 from bumble.device import Advertisement as BumbleAdvertisement
 from bumble.device import Connection, Device, Peer
 from bumble.snoop import Snooper
 from bumble.transport import open_transport
 from bumble.transport.common import Transport
+from helpers import SerialConsole
 
 from appliance.presence import protocol
 from appliance.presence.model import Advertisement
@@ -261,24 +261,6 @@ async def guest(radio: Radio) -> AsyncIterator[Guest]:
     await guest.detach()
 
 
-class Console:
-    """A sketch beacon's serial port, opened by path the way the HIL rig opens a Nano's."""
-
-    def __init__(self, path: str) -> None:
-        self.port = serial.Serial(path, 115200, timeout=DEADLINE_S)
-        self.port.reset_input_buffer()  # the sketch's log lines from before we opened it
-
-    async def command(self, line: str) -> str:
-        await asyncio.to_thread(self.port.write, line.encode() + b"\r\n")
-        while True:
-            raw = await asyncio.to_thread(self.port.readline)
-            assert raw.endswith(b"\r\n"), f"no reply to {line!r} within {DEADLINE_S} s: {raw!r}"
-            text: str = raw.decode().rstrip("\r\n")
-            if text.startswith(("ok ", "err ")):
-                return text
-
-    def close(self) -> None:
-        self.port.close()
 
 
 # -- scanning ---------------------------------------------------------------------------------
@@ -480,7 +462,7 @@ async def test_a_sketch_beacon_leaves_on_adv_off_typed_at_its_serial_port_and_re
         assert radio.ready["beacons"][0]["serial"] == sketch.serial
         python = await radio.control.add_beacon(2, kind="python")  # a clock for the silence
         guest = await Guest.attach(radio.hci_socket)
-        console = Console(sketch.serial)
+        console = SerialConsole(sketch.serial)
         try:
             await guest.scan()
             await guest.wait(lambda: bool(guest.since(0, B1)) and bool(guest.since(0, B2)))
