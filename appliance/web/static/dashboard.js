@@ -23,21 +23,7 @@
     return iso ? new Date(iso).toLocaleTimeString() : "–";
   }
 
-  async function api(method, path, body) {
-    const response = await fetch(path, {
-      method,
-      headers: body ? { "Content-Type": "application/json" } : {},
-      body: body ? JSON.stringify(body) : undefined,
-      credentials: "same-origin",
-    });
-    if (response.status === 401) {
-      window.location.assign("/login?next=/");
-      throw new Error("logged out");
-    }
-    const data = await response.json();
-    if (!response.ok) throw new Error(data.message || response.statusText);
-    return data;
-  }
+  const api = window.applianceApi;
 
   function showError(message) {
     const box = $("presence-error");

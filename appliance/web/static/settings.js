@@ -4,21 +4,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
 
-  async function api(method, path, body) {
-    const response = await fetch(path, {
-      method,
-      headers: body ? { "Content-Type": "application/json" } : {},
-      body: body ? JSON.stringify(body) : undefined,
-      credentials: "same-origin",
-    });
-    if (response.status === 401) {
-      window.location.assign("/login?next=/settings");
-      throw new Error("logged out");
-    }
-    const data = await response.json();
-    if (!response.ok) throw new Error(data.message || response.statusText);
-    return data;
-  }
+  const api = window.applianceApi;
 
   function say(text, bad = false) {
     const box = $("message");
