@@ -93,3 +93,6 @@ constraints: ## re-pin every dependency after changing pyproject.toml
 
 clean: ## remove build output (keeps .venv and var/)
 	rm -rf build firmware/build .pytest_cache .mypy_cache .ruff_cache node_modules $(VENDOR)
+
+# The disk images (make image, twin, image-test, image-flash): image/README.md
+include image/image.mk

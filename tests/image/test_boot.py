@@ -1,0 +1,147 @@
+"""Boot the built images in QEMU and check the appliance comes up as on a device.
+
+A fresh copy of the image gets a first-boot file (admin user, password and SSH key), is grown to
+4 GiB (first boot grows the root file system into it) and boots to a login prompt; then /health
+answers through nginx, the admin logs in through nginx, and over SSH the system shows supervisor
+running the app and nginx, a machine-id and SSH host keys of its own, and the release stamp.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import pytest
+import qemuboot
+from image_helpers import require_tools
+
+ADMIN: Final = "alice"
+ADMIN_PASSWORD: Final = "image test password"
+# TCG boot to the login prompt: ~2-3 min for arm64, ~1 min for the twin on 2 shared cores. The
+# deadlines leave room for a busy build host.
+LOGIN_DEADLINE_S: Final = {"arm64": 600.0, "amd64": 300.0}
+# After the prompt: first boot applies the first-boot file and supervisor starts the app.
+READY_DEADLINE_S: Final = 240.0
+DISK_SIZE: Final = 4 << 30
+
+T = TypeVar("T")
+
+
+def first_boot_file(path: Path, public_key: str) -> Path:
+    path.write_text(
+        f'admin_user = "{ADMIN}"\n'
+        f'admin_password = "{ADMIN_PASSWORD}"\n'
+        f'ssh_authorized_key = "{public_key.strip()}"\n'
+    )
+    return path
+
+
+def port(env: str) -> int:
+    return int(os.environ.get(env, "0")) or qemuboot.free_port()
+
+
+def wait_until(probe: Callable[[], T | None], deadline_s: float, what: str) -> T:
+    deadline = time.monotonic() + deadline_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+        except (OSError, subprocess.SubprocessError, urllib.error.URLError) as exc:
+            last = exc
+        else:
+            if result is not None:
+                return result
+        time.sleep(2)
+    pytest.fail(f"{what} not within {deadline_s:.0f} s (last: {last})")
+
+
+def http_json(url: str, body: dict[str, str] | None = None) -> dict[str, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http on loopback
+        return dict(json.load(response))
+
+
+class Guest:
+    def __init__(self, machine: qemuboot.QemuMachine, key: Path) -> None:
+        self.machine, self.key = machine, key
+
+    def ssh(self, command: str) -> str:
+        assert self.machine.ssh_port
+        result = subprocess.run(
+            ["ssh", "-i", str(self.key), "-p", str(self.machine.ssh_port), "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+             "-o", "ConnectTimeout=10", f"{ADMIN}@127.0.0.1", command],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        if result.returncode != 0:
+            raise subprocess.SubprocessError(f"ssh {command!r}: {result.returncode} {result.stderr.strip()}")
+        return result.stdout
+
+
+def boot_and_check(arch: str, image: Path, tmp_path: Path, ssh_key: Path, **machine_options: Any) -> None:
+    require_tools(str(qemuboot.ARCHES[arch]["qemu"]), "mcopy", "ssh")
+    toml = first_boot_file(tmp_path / "appliance.toml", ssh_key.with_suffix(".pub").read_text())
+    machine = qemuboot.machine_for_image(
+        arch, image, tmp_path / "state", fresh=True, disk_size=DISK_SIZE,
+        boot_extra=[(toml, "appliance.toml")], http_port=port("APPLIANCE_IMAGE_HTTP_PORT"),
+        ssh_port=port("APPLIANCE_IMAGE_SSH_PORT"), **machine_options,
+    )
+    guest = Guest(machine, ssh_key)
+    with machine:
+        login_s = machine.wait_for_login(LOGIN_DEADLINE_S[arch])
+        print(f"\n{arch}: login prompt {login_s:.1f} s after QEMU started")
+        base = f"http://127.0.0.1:{machine.http_port}"
+
+        health = wait_until(lambda: http_json(f"{base}/health"), READY_DEADLINE_S, "/health through nginx")
+        assert health["status"] == "ok"
+        print(f"{arch}: /health through nginx {time.monotonic() - machine.started_at:.1f} s after start")
+        session = http_json(f"{base}/api/session", {"username": ADMIN, "password": ADMIN_PASSWORD})
+        assert session["username"] == ADMIN
+
+        wait_until(lambda: guest.ssh("true") or "ok", READY_DEADLINE_S, "SSH login with the admin's key")
+        cgroup = guest.ssh("systemd-cgls --no-pager --unit supervisor.service")
+        assert "appliance serve" in cgroup, cgroup
+        assert "nginx: master process" in cgroup, cgroup
+        assert guest.ssh("systemctl is-enabled nginx || true").strip() == "disabled"
+        release = guest.ssh("cat /etc/appliance-release")
+        assert 'BUILD_ID="' in release, release
+        assert len(guest.ssh("cat /etc/machine-id").strip()) == 32
+        assert guest.ssh("ls /etc/ssh").count("_key.pub") >= 1
+        root_size = int(guest.ssh("findmnt --noheadings --bytes --output SIZE /").strip())
+        assert root_size > DISK_SIZE * 0.7, f"/ is {root_size} bytes: first boot did not grow it"
+        print(f"{arch}: {release.strip()}")
+
+        machine.stop()
+        assert machine.process is not None
+        assert machine.process.returncode == 0
+
+
+def built(env: str, make_target: str) -> Path:
+    value = os.environ.get(env)
+    if not value:
+        pytest.skip(f"{env} is not set: run `make {make_target}`")
+    path = Path(value)
+    if not path.exists():
+        pytest.skip(f"{path} does not exist: run `make {make_target}`")
+    return path
+
+
+@pytest.mark.pi
+def test_pi_image_boots_with_the_app_behind_nginx(tmp_path: Path, ssh_key: Path) -> None:
+    image = built("APPLIANCE_IMAGE", "image-test")
+    boot_and_check("arm64", image, tmp_path, ssh_key)
+
+
+@pytest.mark.twin
+def test_twin_boots_with_the_app_behind_nginx(tmp_path: Path, ssh_key: Path) -> None:
+    twin = built("APPLIANCE_TWIN_DIR", "twin-test")
+    boot_and_check("amd64", twin / "disk.img", tmp_path, ssh_key, kernel=twin / "vmlinuz",
+                   initrd=twin / "initrd.img", cpu="max")

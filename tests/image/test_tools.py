@@ -1,0 +1,231 @@
+"""The image scripts on small inputs: partition layout, flashing guards, Imager list, package lists."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import os
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import qemuboot
+from image_helpers import IMAGE_DIR, ROOT, require_root, require_tools
+
+pytestmark = pytest.mark.tools
+
+
+def make_rootfs_tarball(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    for rel, text in {
+        "etc/hostname": "appliance\n",
+        "boot/firmware/config.txt": "arm_64bit=1\n",
+        "boot/firmware/overlays/README": "overlays\n",
+        "boot/vmlinuz-6.1.0-1-arm64": "old kernel\n",
+        "boot/vmlinuz-6.12.0-1-arm64": "kernel\n",
+        "boot/initrd.img-6.12.0-1-arm64": "initrd\n",
+        "boot/initrd.img-6.1.0-1-arm64": "old initrd\n",
+    }.items():
+        path = tree / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    tarball = tmp_path / "rootfs.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(tree, arcname=".")
+    return tarball
+
+
+def blkid(image: Path, offset: int) -> dict[str, str]:
+    out = subprocess.run(["blkid", "--probe", "--offset", str(offset), "--output", "export", str(image)],
+                         check=True, capture_output=True, text=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def debugfs_ls(filesystem: Path, directory: str) -> set[str]:
+    """Names in a directory of an ext4 image, read without mounting it."""
+    # `ls -p` prints one /inode/mode/uid/gid/name/size/ line per entry.
+    out = subprocess.run(["debugfs", "-R", f"ls -p {directory}", str(filesystem)], check=True,
+                         capture_output=True, text=True).stdout
+    return {line.split("/")[5] for line in out.splitlines() if line.count("/") >= 6}
+
+
+def test_mkimage_makes_a_fat_boot_and_ext4_root_partition_by_label(tmp_path: Path) -> None:
+    require_root()
+    require_tools("mkfs.vfat", "mcopy", "mkfs.ext4", "sfdisk", "debugfs", "blkid")
+    output = tmp_path / "disk.img"
+    kernel_dir = tmp_path / "kernel"
+    env = {**os.environ, "IMAGE_BOOT_MB": "64", "IMAGE_ROOT_FREE_MB": "16"}
+
+    subprocess.run([str(IMAGE_DIR / "mkimage.sh"), str(make_rootfs_tarball(tmp_path)), str(output),
+                    str(kernel_dir)], check=True, env=env)
+
+    boot, root = qemuboot.partitions(output)
+    assert (boot.type_id, boot.start, boot.size) == (0x0C, 4 << 20, 64 << 20)
+    assert root.type_id == 0x83
+    assert root.start == boot.start + boot.size
+    assert blkid(output, boot.start)["LABEL"] == "RASPIFIRM"
+    assert blkid(output, root.start)["LABEL"] == "RASPIROOT"
+    assert set(qemuboot.boot_files(output)) >= {"config.txt", "overlays"}
+    # The root file system keeps /boot/firmware as an empty mount point.
+    root_part = tmp_path / "root.part"
+    subprocess.run(["dd", f"if={output}", f"of={root_part}", "bs=1M", f"skip={root.start >> 20}",
+                    "conv=sparse", "status=none"], check=True)
+    assert debugfs_ls(root_part, "/boot/firmware") == {".", ".."}
+    assert debugfs_ls(root_part, "/etc") >= {"hostname"}
+    # The newest kernel and its initrd, for QEMU's direct boot.
+    assert (kernel_dir / "vmlinuz").read_text() == "kernel\n"
+    assert (kernel_dir / "initrd.img").read_text() == "initrd\n"
+    # Sparse: the free space is not written.
+    assert output.stat().st_blocks * 512 < output.stat().st_size
+
+
+def test_qemu_gets_the_images_command_line_with_its_own_console() -> None:
+    cmdline = ("console=tty0 console=ttyS1,115200 root=LABEL=RASPIROOT rw fsck.repair=yes net.ifnames=0"
+               " rootwait")
+    assert qemuboot.qemu_append(cmdline, "ttyAMA0,115200") == (
+        "root=LABEL=RASPIROOT rw fsck.repair=yes net.ifnames=0 rootwait console=ttyAMA0,115200"
+    )
+    assert qemuboot.qemu_append("", "ttyS0").endswith("console=ttyS0")
+    assert qemuboot.parse_size("4G") == 4 << 30
+
+
+def test_twin_command_line_has_bluetooth_on_the_second_serial_port(tmp_path: Path) -> None:
+    machine = qemuboot.QemuMachine(
+        arch="amd64", disk=tmp_path / "disk.img", kernel=tmp_path / "vmlinuz", initrd=tmp_path / "initrd.img",
+        append="root=LABEL=RASPIROOT", state=tmp_path, ssh_port=2222, http_port=8080,
+        bt_socket=tmp_path / "bt.sock",
+    )
+    cmd = " ".join(machine.command())
+    assert "hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:8080-:80" in cmd
+    assert "-accel tcg,thread=multi -cpu max" in cmd
+    # The console is the first serial port (ttyS0), the controller the second (ttyS1).
+    assert cmd.index("-serial chardev:con") < cmd.index(f"socket,id=bt,path={tmp_path}/bt.sock,server=off")
+    assert cmd.index("-serial chardev:con") < cmd.index("-serial chardev:bt")
+
+
+def make_flashable(tmp_path: Path) -> tuple[Path, bytes]:
+    """A 4 MiB image with data in its first and last MiB, compressed, with its .bmap."""
+    require_tools("bmaptool", "xz")
+    data = os.urandom(1 << 20)
+    image = tmp_path / "small.img"
+    with image.open("wb") as stream:
+        stream.write(data)
+        stream.seek(3 << 20)
+        stream.write(data)
+    subprocess.run(["bmaptool", "create", "--output", str(tmp_path / "small.img.bmap"), str(image)],
+                   check=True, capture_output=True)
+    subprocess.run(["xz", "-k", "-0", str(image)], check=True)
+    return tmp_path / "small.img.xz", image.read_bytes()
+
+
+def flash(image: Path, device: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(IMAGE_DIR / "flash.sh"), str(image), device], capture_output=True, text=True,
+                          env={**os.environ, **env}, stdin=subprocess.DEVNULL, check=False)
+
+
+def test_flash_refuses_the_disk_that_holds_the_running_system(tmp_path: Path) -> None:
+    require_root()
+    image, _ = make_flashable(tmp_path)
+    source = subprocess.run(["findmnt", "-no", "SOURCE", "/"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    if not source.startswith("/dev/"):
+        pytest.skip(f"/ is on {source}, not a block device")
+    disk = subprocess.run(["lsblk", "-nspo", "NAME,TYPE", source], capture_output=True, text=True,
+                          check=True).stdout.split()
+    system_disk = disk[disk.index("disk") - 1]
+    result = flash(image, system_disk, FLASH_FORCE="1", FLASH_YES="1")
+    assert result.returncode != 0
+    assert "running system" in result.stderr or "is mounted" in result.stderr
+
+
+def test_flash_refuses_a_file_and_a_mounted_disk(tmp_path: Path, loop_image: tuple[Path, str]) -> None:
+    require_tools("mkfs.ext4")
+    image, _ = make_flashable(tmp_path)
+    assert "not a block device" in flash(image, str(tmp_path / "small.img")).stderr
+
+    _, device = loop_image
+    subprocess.run(["mkfs.ext4", "-q", device], check=True)
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    subprocess.run(["mount", device, str(mountpoint)], check=True)
+    try:
+        result = flash(image, device, FLASH_FORCE="1", FLASH_YES="1")
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True)
+    assert result.returncode != 0
+    assert "is mounted" in result.stderr
+
+
+def test_flash_asks_for_force_on_a_fixed_disk_then_writes_it(tmp_path: Path,
+                                                            loop_image: tuple[Path, str]) -> None:
+    image, content = make_flashable(tmp_path)
+    backing, device = loop_image
+
+    refused = flash(image, device, FLASH_YES="1")
+    assert refused.returncode != 0
+    assert "FLASH_FORCE=1" in refused.stderr
+    unasked = flash(image, device, FLASH_FORCE="1")
+    assert unasked.returncode != 0
+    assert "FLASH_YES=1" in unasked.stderr
+
+    written = flash(image, device, FLASH_FORCE="1", FLASH_YES="1")
+    assert written.returncode == 0, written.stderr
+    assert backing.read_bytes()[: len(content)] == content
+
+
+def test_os_list_describes_the_compressed_and_extracted_image(tmp_path: Path) -> None:
+    image = tmp_path / "appliance-v1-arm64.img"
+    image.write_bytes(b"\0" * 4096 + b"image")
+    xz = tmp_path / "appliance-v1-arm64.img.xz"
+    xz.write_bytes(lzma.compress(image.read_bytes()))
+    output = tmp_path / "os-list.json"
+
+    subprocess.run(["python3", str(IMAGE_DIR / "os-list.py"), "--image", str(image), "--xz", str(xz),
+                    "--base-url", "https://example.test/images/", "--devices", "pi3-64bit pi4-64bit",
+                    "--release", "v1-20260101T000000Z", "--output", str(output)], check=True)
+
+    (entry,) = json.loads(output.read_text())["os_list"]
+    assert entry["url"] == "https://example.test/images/appliance-v1-arm64.img.xz"
+    assert entry["extract_size"] == image.stat().st_size
+    assert entry["extract_sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+    assert entry["image_download_size"] == xz.stat().st_size
+    assert entry["image_download_sha256"] == hashlib.sha256(xz.read_bytes()).hexdigest()
+    assert entry["devices"] == ["pi3-64bit", "pi4-64bit"]
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", entry["release_date"])
+    assert "init_format" not in entry
+
+
+def listed_packages(*names: str) -> set[str]:
+    packages: set[str] = set()
+    for name in names:
+        for line in (IMAGE_DIR / "packages" / f"{name}.list").read_text().splitlines():
+            package = line.split("#", 1)[0].strip()
+            if package:
+                packages.add(package)
+    return packages
+
+
+def test_base_lists_hold_what_the_playbook_installs() -> None:
+    """Packages the roles install belong in the cached base, or every rebuild installs them emulated."""
+    yaml = pytest.importorskip("yaml")
+    roles = ROOT / "ansible" / "roles"
+    if not roles.is_dir():
+        pytest.skip("no ansible/roles yet")
+    wanted: set[str] = set(yaml.safe_load((roles / "base" / "defaults" / "main.yml").read_text())
+                           .get("base_packages", []))
+    for tasks in roles.glob("*/tasks/*.yml"):
+        for task in yaml.safe_load(tasks.read_text()) or []:
+            apt = task.get("ansible.builtin.apt") or task.get("apt") or {}
+            name = apt.get("name") if isinstance(apt, dict) else None
+            if isinstance(name, str) and "{{" not in name:
+                wanted.add(name)
+            elif isinstance(name, list):
+                wanted.update(n for n in name if "{{" not in n)
+            elif isinstance(name, str):
+                # e.g. "{{ ['bluez'] + (['bluez-firmware'] if ...) }}": the quoted names in it.
+                wanted.update(re.findall(r"'([a-z0-9][a-z0-9+.-]+)'", name))
+    wanted -= {"pi", "twin", "Debian"}
+    assert wanted <= listed_packages("common", "pi"), sorted(wanted - listed_packages("common", "pi"))
