@@ -156,6 +156,11 @@ class Applier:
         if key not in existing:
             _write(keys, "\n".join([*existing, key]) + "\n", 0o600)
         self.run(["chown", "-R", f"{name}:{name}", f"/home/{name}/.ssh"])
+        # The account has no password (SSH is key-only), so sudo must not ask for one: as Raspberry
+        # Pi OS does for its first user. Without this the admin could never become root.
+        _write(self.target.path(f"/etc/sudoers.d/010-appliance-{name}"),
+               f"# Written by the appliance's first boot: the admin logs in with an SSH key only.\n"
+               f"{name} ALL=(ALL) NOPASSWD: ALL\n", 0o440)
 
     def wifi(self, country: str | None, ssid: str | None, passphrase: str | None) -> None:
         if country:

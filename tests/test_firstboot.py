@@ -79,6 +79,9 @@ def test_every_value_is_applied_and_secrets_leave_the_boot_partition(
     token = root / "etc/cloudflared/token"
     assert token.stat().st_mode & 0o777 == 0o600 and token.read_text().startswith("eyJ")
     assert (root / "home/alice/.ssh/authorized_keys").read_text() == KEY + "\n"
+    sudoers = root / "etc/sudoers.d/010-appliance-alice"
+    assert sudoers.read_text().splitlines()[-1] == "alice ALL=(ALL) NOPASSWD: ALL"
+    assert sudoers.stat().st_mode & 0o777 == 0o440
     assert ["useradd", "--create-home", "--groups", "sudo", "--shell", "/bin/bash", "alice"] in \
         commands.calls
     assert ["hostname", "printer"] in commands.calls

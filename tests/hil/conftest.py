@@ -1,0 +1,123 @@
+"""The HIL suite's rig: labgrid's environment (``--lg-env tests/hil/rigs/RIG.yaml``) made into one
+``Rig`` for the scenarios, booted and ready; the report's build id, firmware version and measurements.
+
+`make hil-test` passes ``--lg-env``; without it the scenarios fail (they never skip silently).
+Tests that only one rig can run carry ``@pytest.mark.lg_feature("lab")`` / ``("virtual")``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+# labgrid's own `env` fixture, over the app tests' `env` in tests/conftest.py that shares its name.
+from labgrid.pytestplugin.fixtures import env  # noqa: F401
+
+from .rig import BeaconSerial, Rig, RigError
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+MEASUREMENTS: Final = ROOT / "build" / "hil-measurements.json"
+# After the login prompt: first boot (admin, SSH key), then supervisor starts nginx and the app.
+READY_S: Final = 300.0
+
+# The scenarios shorten the presence timings (README "Settings") so that leaving and coming back
+# take seconds; the block is removed again after the run.
+TEST_SETTINGS: Final = {"away_after_s": 5, "reconnect_window_s": 20, "forget_after_s": 30}
+SETTINGS_FILE: Final = "/etc/appliance/appliance.toml"
+MARK: Final = "# --- HIL suite settings (removed after the run) ---"
+
+
+def _wait(probe: Any, within: float, what: str) -> Any:
+    deadline = time.monotonic() + within
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+        except (RigError, OSError) as exc:
+            last, result = exc, None
+        if result:
+            return result
+        time.sleep(1)
+    msg = f"{what}: not within {within:.0f} s (last: {last})"
+    raise RigError(msg)
+
+
+def wait_ready(rig: Rig, within: float = READY_S) -> dict[str, str]:
+    """supervisor runs the app and nginx, and /health answers through nginx."""
+    import httpx
+
+    def ready() -> dict[str, str] | None:
+        programs = rig.supervisor_status()
+        if programs.get("appliance") != "RUNNING" or programs.get("nginx") != "RUNNING":
+            return None
+        response = httpx.get(f"{rig.http_url}/health", timeout=10)
+        return programs if response.status_code == 200 else None
+
+    return dict(_wait(ready, within, "supervisor's appliance and nginx RUNNING, /health through nginx"))
+
+
+@pytest.fixture(scope="session")
+def rig(request: pytest.FixtureRequest, record_testsuite_property: Any) -> Iterator[Rig]:
+    if not request.config.getoption("lg_env", None):
+        pytest.fail("the HIL scenarios need a rig: make hil-test (RIG=virtual|lab), i.e. "
+                    "pytest tests/hil --lg-env tests/hil/rigs/virtual.yaml")
+    target = request.getfixturevalue("target")
+    lg_env = request.getfixturevalue("env")
+    features = lg_env.get_features() | lg_env.get_target_features()
+    started = time.monotonic()
+    if "virtual" in features:
+        radio = target.get_driver("VirtualRadioDriver")  # started before the guest: QEMU connects to it
+        power = target.get_driver("TwinMachineDriver")
+        power.on()
+        beacons = [BeaconSerial(port) for port in radio.serial_ports()]
+    else:
+        power = target.get_driver("PowerProtocol", name="pi-power")
+        power.on()
+        beacons = [BeaconSerial(target.get_resource("USBSerialPort").port)]
+    ssh = target.get_driver("SSHDriver")  # waits (connection_timeout) for sshd after first boot
+    option = lg_env.config.get_option
+    rig = Rig(features=features, ssh=ssh, power=power, target=target, http_url=option("http_url"),
+              admin_user=option("admin_user"), admin_password=option("admin_password"), beacons=beacons)
+    wait_ready(rig)
+    rig.measurements["boot_to_ready_s"] = round(time.monotonic() - started, 1)
+
+    release = dict(line.split("=", 1) for line in rig.sh("cat /etc/appliance-release").splitlines()
+                   if "=" in line)
+    build_id = release.get("BUILD_ID", "?").strip('"')
+    firmware = beacons[0].command("version").removeprefix("ok ") if beacons else "no beacon"
+    record_testsuite_property("rig", "virtual" if "virtual" in features else "lab")
+    record_testsuite_property("image_build_id", build_id)
+    record_testsuite_property("firmware_version", firmware)
+    rig.measurements.update({"image_build_id": build_id, "firmware_version": firmware})
+    yield rig
+
+    if hasattr(power, "boots"):
+        rig.measurements["boot_to_login_s"] = [round(s, 1) for s in power.boots]
+    for key, value in rig.measurements.items():
+        if key not in ("image_build_id", "firmware_version"):
+            record_testsuite_property(key, json.dumps(value))
+    MEASUREMENTS.parent.mkdir(parents=True, exist_ok=True)
+    MEASUREMENTS.write_text(json.dumps(rig.measurements, indent=2) + "\n")
+    print("\nHIL measurements:\n" + json.dumps(rig.measurements, indent=2))
+
+
+@pytest.fixture(scope="session")
+def tuned(rig: Rig) -> Iterator[Rig]:
+    """The rig with the presence timings shortened (TEST_SETTINGS), restored afterwards."""
+    block = "\n".join([MARK, *(f"{key} = {value}" for key, value in TEST_SETTINGS.items())])
+    rig.sh(f"sed -i '/^{MARK}$/,$d' {SETTINGS_FILE} && printf '%s\\n' '{block}' >> {SETTINGS_FILE}",
+           sudo=True)
+    restart_app(rig)
+    yield rig
+    rig.sh(f"sed -i '/^{MARK}$/,$d' {SETTINGS_FILE}", sudo=True, check=False)
+    restart_app(rig)
+
+
+def restart_app(rig: Rig) -> None:
+    rig.sh("supervisorctl restart appliance", sudo=True)
+    wait_ready(rig, within=120)

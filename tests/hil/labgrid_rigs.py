@@ -1,0 +1,236 @@
+"""labgrid resources and drivers of the virtual rig (imported by rigs/virtual.yaml).
+
+- ``TwinMachine`` + ``TwinMachineDriver``: the twin image (`make twin`) booted in QEMU (TCG), with
+  only loopback ports forwarded (SSH, HTTP to nginx) and its second serial port, where the guest's
+  ``btattach -B /dev/ttyS1 -P h4`` attaches its controller, on the radio's unix socket. The driver
+  is the rig's PowerProtocol: ``off()`` kills QEMU (a power cut), ``on()`` boots again from the same
+  disk, ``cycle()`` does both. The first ``on()`` of a run starts from a fresh copy of the image
+  with a first-boot file (the admin account and this run's SSH key), as a user's card would.
+- ``VirtualRadio`` + ``VirtualRadioDriver``: ``python -m tests.hil.radio`` as a host process, the
+  guest's Bluetooth controller and the beacons (the host-built sketch: each one's USB serial is a pty).
+
+The lab rig needs none of this: labgrid's own NetworkService, SSHDriver, USBSerialPort and power
+drivers describe a real Pi and Nano (rigs/lab.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import attr
+from labgrid.driver.common import Driver
+from labgrid.factory import target_factory
+from labgrid.protocol import PowerProtocol
+from labgrid.resource.common import Resource
+from labgrid.step import step
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "image"))
+import qemuboot  # noqa: E402 - image/qemuboot.py is a standalone tool, found through sys.path
+
+# A TCG boot takes about a minute; a busy 2-core CI machine may need several.
+LOGIN_TIMEOUT_S: Final = 420.0
+RADIO_READY_S: Final = 60.0
+DISK_SIZE: Final = 4 << 30
+
+
+def _path(value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else ROOT / path
+
+
+def first_boot_file(dest: Path, admin_user: str, admin_password: str, public_key: str) -> Path:
+    """The appliance.toml a user puts on the card's boot partition: here only the admin and SSH."""
+    dest.write_text(
+        "# Written by the HIL suite's virtual rig (tests/hil/labgrid_rigs.py).\n"
+        f"admin_user = {json.dumps(admin_user)}\n"
+        f"admin_password = {json.dumps(admin_password)}\n"
+        f"ssh_authorized_key = {json.dumps(public_key.strip())}\n"
+    )
+    return dest
+
+
+def ensure_ssh_key(private: Path) -> Path:
+    """An ed25519 key pair for this rig (made once; the first-boot file carries the public half)."""
+    if not private.exists():
+        private.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hil-virtual-rig",
+                        "-f", str(private)], check=True)
+    return private
+
+
+@target_factory.reg_resource
+@attr.s(eq=False)
+class TwinMachine(Resource):
+    """The twin image and how its QEMU guest is wired to the host."""
+
+    image_dir = attr.ib(validator=attr.validators.instance_of(str))
+    state_dir = attr.ib(validator=attr.validators.instance_of(str))
+    ssh_port = attr.ib(validator=attr.validators.instance_of(int))
+    http_port = attr.ib(validator=attr.validators.instance_of(int))
+    bt_socket = attr.ib(validator=attr.validators.instance_of(str))
+    ssh_key = attr.ib(validator=attr.validators.instance_of(str))
+    admin_user = attr.ib(validator=attr.validators.instance_of(str))
+    admin_password = attr.ib(validator=attr.validators.instance_of(str))
+    memory_mb = attr.ib(default=1024, validator=attr.validators.instance_of(int))
+
+
+@target_factory.reg_driver
+@attr.s(eq=False)
+class TwinMachineDriver(Driver, PowerProtocol):
+    """Power for the twin: on = boot to the login prompt, off = pull the plug (kill QEMU)."""
+
+    bindings = {"twin": "TwinMachine"}  # noqa: RUF012 - labgrid's declaration style
+    machine: qemuboot.QemuMachine | None = None
+    fresh_done: bool = False
+    boots: list[float] = attr.ib(factory=list, init=False)  # seconds to the login prompt, per boot
+
+    @property
+    def work_dir(self) -> Path:
+        return _path(self.twin.state_dir)
+
+    def _new_machine(self) -> qemuboot.QemuMachine:
+        twin = self.twin
+        image_dir = _path(twin.image_dir)
+        for name in ("disk.img", "vmlinuz", "initrd.img"):
+            if not (image_dir / name).is_file():
+                msg = f"{image_dir / name} is missing: build the twin first (sudo make twin)"
+                raise FileNotFoundError(msg)
+        key = ensure_ssh_key(_path(twin.ssh_key))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        toml = first_boot_file(self.work_dir / "appliance.toml", twin.admin_user, twin.admin_password,
+                               key.with_suffix(".pub").read_text())
+        # Every run starts from the image as flashed; HIL_REUSE_DISK=1 (when working on the suite)
+        # boots the disk the last run left instead, skipping first boot.
+        fresh = not self.fresh_done and os.environ.get("HIL_REUSE_DISK") != "1"
+        self.fresh_done = True
+        return qemuboot.machine_for_image(
+            "amd64", image_dir / "disk.img", self.work_dir, fresh=fresh, disk_size=DISK_SIZE,
+            boot_extra=[(toml, "appliance.toml")], kernel=image_dir / "vmlinuz",
+            initrd=image_dir / "initrd.img", cpu="max", ssh_port=twin.ssh_port,
+            http_port=twin.http_port, bt_socket=_path(twin.bt_socket), memory_mb=twin.memory_mb,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.machine is not None and self.machine.process is not None \
+            and self.machine.process.poll() is None
+
+    @Driver.check_active
+    @step()
+    def on(self) -> None:
+        if self.running:
+            return
+        self.machine = self._new_machine()
+        self.machine.start()
+        seconds = self.machine.wait_for_login(LOGIN_TIMEOUT_S)
+        self.boots.append(seconds)
+        self.logger.info("twin: login prompt %.1f s after QEMU started", seconds)
+
+    @Driver.check_active
+    @step()
+    def off(self) -> None:
+        if self.machine is not None:
+            self.machine.kill()
+
+    @Driver.check_active
+    @step()
+    def cycle(self) -> None:
+        self.off()
+        self.on()
+
+    def console_offset(self) -> int:
+        assert self.machine is not None
+        return self.machine.console_log.stat().st_size
+
+    @Driver.check_active
+    def wait_for_login(self, *, since: int) -> float:
+        """After a reboot from inside: the next login prompt on the console after byte `since`."""
+        assert self.machine is not None
+        start = time.monotonic()
+        self.machine.wait_for(qemuboot.LOGIN_PROMPT, LOGIN_TIMEOUT_S, start=since)
+        seconds = time.monotonic() - start
+        self.boots.append(seconds)
+        return seconds
+
+    def console_tail(self) -> str:
+        return self.machine.console_tail() if self.machine is not None else "(not booted)"
+
+    def on_deactivate(self) -> None:
+        if self.machine is not None:
+            self.machine.stop(timeout=60)
+
+
+@target_factory.reg_resource
+@attr.s(eq=False)
+class VirtualRadio(Resource):
+    """The radio process's sockets and beacons."""
+
+    hci_socket = attr.ib(validator=attr.validators.instance_of(str))
+    control_socket = attr.ib(validator=attr.validators.instance_of(str))
+    log = attr.ib(validator=attr.validators.instance_of(str))
+    beacons = attr.ib(default=2, validator=attr.validators.instance_of(int))
+    kind = attr.ib(default="sketch", validator=attr.validators.in_(["sketch", "python"]))
+
+
+@target_factory.reg_driver
+@attr.s(eq=False)
+class VirtualRadioDriver(Driver):
+    """Starts the radio on activation (before the guest boots: QEMU connects to it) and stops it."""
+
+    bindings = {"radio": "VirtualRadio"}  # noqa: RUF012 - labgrid's declaration style
+    process: subprocess.Popen[bytes] | None = None
+    ready: dict[str, Any] = attr.ib(factory=dict, init=False)
+
+    def on_activate(self) -> None:
+        radio = self.radio
+        log = _path(radio.log)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.hil.radio", "--hci-socket", str(_path(radio.hci_socket)),
+                 "--control", str(_path(radio.control_socket)), "--beacons", str(radio.beacons),
+                 "--kind", radio.kind],
+                cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + RADIO_READY_S
+        line = b""
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if self.process.poll() is not None or remaining <= 0:
+                self.on_deactivate()
+                msg = f"the radio did not get ready within {RADIO_READY_S:.0f} s; its log: {log}"
+                raise RuntimeError(msg)
+            readable, _, _ = select.select([self.process.stdout], [], [], min(remaining, 1.0))
+            if readable:
+                line += os.read(self.process.stdout.fileno(), 4096)
+        self.ready = json.loads(line)
+        self.logger.info("radio ready: %s", self.ready)
+
+    def on_deactivate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    @property
+    def control_path(self) -> Path:
+        return _path(self.radio.control_socket)
+
+    def serial_ports(self) -> list[str]:
+        """The sketch beacons' USB serial ports (ptys), by beacon id."""
+        beacons = sorted(self.ready.get("beacons", []), key=lambda b: b["beacon_id"])
+        return [b["serial"] for b in beacons if b["serial"]]

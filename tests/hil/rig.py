@@ -1,0 +1,172 @@
+"""What the HIL scenarios see of a rig, the same on both: the appliance over SSH and through nginx,
+its power, and the beacons' USB serial consoles.
+
+labgrid describes the rig (rigs/*.yaml); ``Rig.from_target`` takes its drivers: SSHDriver for
+commands, a PowerProtocol driver (TwinMachineDriver on the virtual rig; a USB hub port or a
+switched plug on the lab rig) for power cuts, and the beacons' serial ports (the radio's ptys on
+the virtual rig; the Nano's USBSerialPort on the lab rig).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import httpx
+import serial
+import socketio
+
+T = TypeVar("T")
+
+SSH_TIMEOUT_S: Final = 120.0
+SERIAL_REPLY_S: Final = 5.0
+
+
+class RigError(AssertionError):
+    """The rig did not do what a scenario needs; the message says what and what was seen."""
+
+
+async def until(probe: Callable[[], Awaitable[T | None]], within: float, what: str,
+                interval: float = 0.5) -> T:
+    """Poll `probe` until it returns something other than None (or False), or fail after `within` s."""
+    deadline = time.monotonic() + within
+    last: object = None
+    while True:
+        try:
+            result = await probe()
+        except (httpx.HTTPError, OSError, subprocess.SubprocessError) as exc:
+            last, result = exc, None
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() >= deadline:
+            msg = f"{what}: not within {within:.0f} s (last error: {last})"
+            raise RigError(msg)
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class BeaconSerial:
+    """A beacon's USB serial console: the sketch's line protocol (adv on|off, version, status)."""
+
+    port: str
+
+    def command(self, line: str) -> str:
+        """Send one command; its ``ok ...`` reply (RigError on ``error ...`` or silence)."""
+        with serial.Serial(self.port, 115200, timeout=0.2) as console:
+            console.reset_input_buffer()
+            console.write(line.encode() + b"\n")
+            deadline = time.monotonic() + SERIAL_REPLY_S
+            buffer = b""
+            while time.monotonic() < deadline:
+                buffer += console.read(256)
+                for reply in buffer.decode(errors="replace").splitlines():
+                    if reply.startswith("ok"):
+                        return reply
+                    if reply.startswith("error"):
+                        msg = f"{self.port}: {line!r} -> {reply!r}"
+                        raise RigError(msg)
+        msg = f"{self.port}: no reply to {line!r} within {SERIAL_REPLY_S} s (got {buffer!r})"
+        raise RigError(msg)
+
+
+@dataclass
+class Rig:
+    features: set[str]
+    ssh: Any  # labgrid SSHDriver
+    power: Any  # labgrid PowerProtocol
+    target: Any
+    http_url: str
+    admin_user: str
+    admin_password: str
+    beacons: list[BeaconSerial]
+    measurements: dict[str, Any] = field(default_factory=dict)
+
+    # --- commands on the appliance ---
+
+    def _ssh_command(self, command: str) -> list[str]:
+        service = self.ssh.networkservice
+        return ["ssh", "-x", *self.ssh.ssh_prefix, "-p", str(service.port), "-l", self.ssh._get_username(),
+                service.address, command]
+
+    def sh(self, command: str, *, check: bool = True, sudo: bool = False,
+           timeout: float = SSH_TIMEOUT_S) -> str:
+        """Run a shell command on the appliance (as root with sudo=True); its stdout.
+
+        The admin's account has no password (SSH keys only); first boot lets it sudo without one.
+        """
+        remote = f"sudo -n sh -c {shlex.quote(command)}" if sudo else command
+        result = subprocess.run(self._ssh_command(remote), stdin=subprocess.DEVNULL,
+                                capture_output=True, text=True, timeout=timeout, check=False)
+        if check and result.returncode != 0:
+            msg = f"{command!r} on the appliance: status {result.returncode}\n{result.stdout}{result.stderr}"
+            raise RigError(msg)
+        return result.stdout
+
+    def reconnect_ssh(self) -> None:
+        """After a reboot or power cut the SSH master connection is gone: make a new one."""
+        self.target.deactivate(self.ssh)
+        self.target.activate(self.ssh)
+
+    def supervisor_status(self) -> dict[str, str]:
+        out = self.sh("supervisorctl status", sudo=True, check=False)
+        return {line.split()[0]: line.split()[1] for line in out.splitlines() if len(line.split()) > 1}
+
+    def unit_failed(self) -> list[str]:
+        out = self.sh("systemctl list-units --state=failed --plain --no-legend", check=False)
+        return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+    # --- the web side, through nginx ---
+
+    @contextlib.asynccontextmanager
+    async def web(self) -> AsyncIterator[httpx.AsyncClient]:
+        """A logged-in HTTP client (the dashboard's session cookie) through nginx."""
+        async with httpx.AsyncClient(base_url=self.http_url, timeout=20) as client:
+            response = await client.post("/api/session", json={"username": self.admin_user,
+                                                                "password": self.admin_password})
+            if response.status_code != 200:
+                msg = f"login through nginx: {response.status_code} {response.text}"
+                raise RigError(msg)
+            yield client
+
+    @contextlib.asynccontextmanager
+    async def browser(self, client: httpx.AsyncClient) -> AsyncIterator[Browser]:
+        """A Socket.IO browser session over WebSocket through nginx, with the client's cookie."""
+        browser = Browser()
+        cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+        await browser.sio.connect(self.http_url, headers={"Cookie": cookie, "Origin": self.http_url},
+                                  transports=["websocket"], wait_timeout=30)
+        try:
+            yield browser
+        finally:
+            await browser.sio.disconnect()
+
+
+class Browser:
+    """A Socket.IO client that records every event it receives, in order, with the time it came."""
+
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[float, str, Any]] = []
+        self.sio.on("*", self._record)
+
+    async def _record(self, event: str, data: Any = None) -> None:
+        self.events.append((time.monotonic(), event, data))
+
+    def of(self, event: str, since: float = 0.0) -> list[Any]:
+        return [data for at, name, data in self.events if name == event and at >= since]
+
+    async def wait_event(self, event: str, match: Callable[[Any], bool], within: float,
+                         since: float = 0.0) -> tuple[float, Any]:
+        """The first `event` after `since` whose data `match`es: (monotonic time it came, data)."""
+        async def probe() -> tuple[float, Any] | None:
+            for at, name, data in self.events:
+                if name == event and at >= since and match(data):
+                    return at, data
+            return None
+        return await until(probe, within, f"Socket.IO {event} event", interval=0.05)

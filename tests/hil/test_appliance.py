@@ -1,0 +1,410 @@
+"""The appliance end to end on a rig: the image booted, BlueZ and bleak on a radio, beacons running
+the firmware, nginx and supervisor in front. The scenarios run in file order on one booted rig.
+
+Scenario numbers are those of tests/hil/README.md. What they measure lands in the JUnit report
+(build/hil-report.xml, testsuite properties) and build/hil-measurements.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import pytest
+import socketio
+from helpers import make_png
+
+from .conftest import ROOT, wait_ready
+from .rig import Rig, RigError, until
+
+APP_CONFIG: Final = "/etc/appliance/appliance.toml"
+DB_CHECK: Final = f"sudo -u appliance /opt/appliance/bin/appliance --config {APP_CONFIG} db check"
+# Scenario 3's repetitions per beacon (each waits out forget_after_s).
+DISCOVERY_ROUNDS: Final = 3
+# Scenario 6: power cuts in a row.
+POWER_CUTS: Final = 3
+USER: Final = "hil-user"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+async def device(client: Any, address: str) -> dict[str, Any] | None:
+    response = await client.get("/devices")
+    response.raise_for_status()
+    return next((d for d in response.json()["discovered"] if d["id"] == address), None)
+
+
+async def wait_state(client: Any, address: str, state: str, within: float,
+                     linked: bool | None = None) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        found = await device(client, address)
+        if found and found["state"] == state and (linked is None or found["isConnected"] == linked):
+            return found
+        return None
+    return await until(probe, within, f"{address} {state}{' linked' if linked else ''} in GET /devices")
+
+
+async def beacon_addresses(client: Any, count: int) -> list[str]:
+    async def probe() -> list[str] | None:
+        found = (await client.get("/devices")).json()["discovered"]
+        return [d["id"] for d in found][:count] if len(found) >= count else None
+    return sorted(await until(probe, 120, f"{count} beacons in GET /devices"))
+
+
+# --- 0: provisioning is idempotent -------------------------------------------------------------------
+
+def test_0_the_playbook_over_ssh_changes_nothing_on_a_provisioned_appliance(rig: Rig, tmp_path: Path) -> None:
+    """ansible/site.yml against the running appliance, as a user provisions a Pi: a second run (here
+    the first over SSH, the image's own run having been the first) reports changed=0. If this one
+    changes something, one more run must not."""
+    service = rig.ssh.networkservice
+    wheels = sorted((ROOT / "build" / "image" / "dist").glob("appliance-*.whl"))
+    assert wheels, "no wheel in build/image/dist: the rig's image was not built here (make twin)"
+    key = next((a for a in rig.ssh.ssh_prefix if a.endswith("id_ed25519")), None)
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        "[appliance]\n"
+        f"rig ansible_host={service.address} ansible_port={service.port} ansible_user={rig.admin_user}"
+        + (f" ansible_ssh_private_key_file={key}" if key else "")
+        + " ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'\n")
+    target = "twin" if "virtual" in rig.features else "pi"
+    command = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
+               str(ROOT / "ansible" / "site.yml"), "-e", f"appliance_target={target}",
+               "-e", f"appliance_wheel={wheels[-1]}",
+               "-e", f"appliance_constraints={ROOT / 'constraints.txt'}"]
+    environment = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible" / "ansible.cfg"),
+                   "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_RETRY_FILES_ENABLED": "False"}
+    runs = []
+    for _ in range(2):
+        since = time.monotonic()
+        result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=1800,
+                                check=False)
+        recap = re.search(r"rig\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
+                          result.stdout)
+        assert result.returncode == 0 and recap, result.stdout[-4000:] + result.stderr[-2000:]
+        changed = [line for line in result.stdout.splitlines() if line.startswith("changed:")]
+        runs.append({"seconds": round(time.monotonic() - since), "ok": int(recap[1]),
+                     "changed": int(recap[2]), "changed_tasks": changed})
+        if int(recap[2]) == 0:
+            break
+    rig.measurements["playbook_over_ssh"] = runs
+    assert runs[-1]["changed"] == 0, runs
+
+
+# --- 1: boot to ready -------------------------------------------------------------------------------
+
+def test_1_boot_to_ready(rig: Rig) -> None:
+    assert rig.unit_failed() == [], rig.sh("systemctl --failed --no-pager", check=False)
+    programs = rig.supervisor_status()
+    assert programs["appliance"] == "RUNNING", programs
+    assert programs["nginx"] == "RUNNING", programs
+    # No tunnel token on a fresh card: cloudflared is not running, and the reason is on record.
+    assert programs.get("cloudflared") in ("EXITED", "STOPPED", "FATAL"), programs
+    reason = rig.sh("journalctl -b -u supervisor --no-pager --grep 'cloudflared cloudflared'", sudo=True)
+    assert "token" in reason or "not installed" in reason, reason
+    assert rig.sh("systemctl is-active bluetooth supervisor").split() == ["active", "active"]
+
+
+async def test_1_status_says_how_to_add_a_tunnel(rig: Rig) -> None:
+    async with rig.web() as client:
+        status = (await client.get("/status")).json()
+    assert status["bluetooth"]["scanning"] is True, status["bluetooth"]
+    assert status["tunnel"]["configured"] is False
+    assert "cloudflare" in status["tunnel"]["message"].lower()
+
+
+# --- 2: login and Socket.IO through nginx -----------------------------------------------------------
+
+async def test_2_login_and_socketio_over_websocket_through_nginx(rig: Rig) -> None:
+    async with rig.web() as client:
+        assert (await client.get("/api/session")).json()["username"] == rig.admin_user
+        async with rig.browser(client) as browser:
+            assert browser.sio.transport() == "websocket"
+            at, devices = await browser.wait_event("devices2v", lambda _: True, within=30)
+            assert at > 0 and isinstance(devices, (dict, list))
+    # Anonymous requests are refused through nginx too.
+    async with httpx.AsyncClient(base_url=rig.http_url, timeout=10) as anonymous:
+        assert (await anonymous.get("/devices")).status_code == 401
+
+
+# --- 3: discovery -----------------------------------------------------------------------------------
+
+async def test_3_discovery_latency(tuned: Rig) -> None:
+    rig = tuned
+    latencies: list[float] = []
+    async with rig.web() as client, rig.browser(client) as browser:
+        addresses = await beacon_addresses(client, len(rig.beacons))
+        # Which serial port is which address: switch each beacon off and see which one goes.
+        for _round in range(DISCOVERY_ROUNDS):
+            for beacon in rig.beacons:
+                beacon.command("adv off")
+            for address in addresses:  # unpaired beacons are forgotten once silent for forget_after_s
+                await browser.wait_event(
+                    "presence2v", lambda d, a=address: d.get("id") == a and d.get("removed"),
+                    within=120, since=time.monotonic() - 1)
+            for beacon in rig.beacons:
+                since = time.monotonic()
+                beacon.command("adv on")
+                at, data = await browser.wait_event(
+                    "presence2v", lambda d: d.get("state") == "discovered", within=60, since=since)
+                latencies.append(at - since)
+                await browser.wait_event("presence2v", lambda d, a=data["id"]: d.get("id") == a,
+                                         within=5, since=since)
+    rig.measurements["discovery_latency_s"] = {
+        "samples": [round(s, 2) for s in latencies], "p50": round(statistics.median(latencies), 2),
+        "p95": round(percentile(latencies, 0.95), 2)}
+    assert len(latencies) == DISCOVERY_ROUNDS * len(rig.beacons)
+
+
+# --- 4: pairing lifecycle ---------------------------------------------------------------------------
+
+async def beacon_of(rig: Rig, client: Any, index: int) -> str:
+    """The address of rig.beacons[index]: the device that disappears when it alone stops advertising."""
+    addresses = await beacon_addresses(client, len(rig.beacons))
+    if len(addresses) == 1:
+        return addresses[0]
+    rig.beacons[index].command("adv off")
+    try:
+        async def gone() -> str | None:
+            present = {d["id"] for d in (await client.get("/devices")).json()["discovered"]}
+            missing = [a for a in addresses if a not in present]
+            return missing[0] if missing else None
+        return await until(gone, 120, f"beacon {index} forgotten after adv off")
+    finally:
+        rig.beacons[index].command("adv on")
+
+
+async def test_4_pairing_lifecycle(tuned: Rig) -> None:
+    rig = tuned
+    beacon = rig.beacons[0]
+    async with rig.web() as client:
+        address = await beacon_of(rig, client, 0)
+        await wait_state(client, address, "discovered", 60)
+        paired = await client.post("/pair", json={"deviceId": address, "userId": USER, "userName": "HIL"})
+        assert paired.status_code == 200, paired.text
+        await wait_state(client, address, "connected", 90, linked=True)
+
+        # Leaves and comes back within the window: reconnected without a tap.
+        beacon.command("adv off")
+        await wait_state(client, address, "away", 60)
+        beacon.command("adv on")
+        since = time.monotonic()
+        await wait_state(client, address, "connected", 90, linked=True)
+        rig.measurements["reconnect_within_window_s"] = round(time.monotonic() - since, 1)
+
+        # Leaves for longer than the window: back, it waits for the Reconnect tap.
+        beacon.command("adv off")
+        await wait_state(client, address, "away", 60)
+        await wait_state(client, address, "requiresTap", 90)
+        beacon.command("adv on")
+        seen_before = (await device(client, address) or {}).get("lastSeen")
+
+        async def seen_again() -> dict[str, Any] | None:
+            found = await device(client, address)
+            return found if found and found["lastSeen"] != seen_before else None
+        back = await until(seen_again, 60, "the beacon seen again after the window")
+        assert back["state"] == "requiresTap" and back["isConnected"] is False, back
+
+        tapped = await client.post("/reconnect", json={"deviceId": address})
+        assert tapped.status_code == 200, tapped.text
+        await wait_state(client, address, "connected", 90, linked=True)
+
+
+# --- 5: the relay through nginx ---------------------------------------------------------------------
+
+async def test_5_publisher_frames_readings_and_status_reach_a_browser(rig: Rig) -> None:
+    async with rig.web() as client:
+        made = await client.post("/api/tokens", json={"name": f"hil-camera-{int(time.time())}"})
+        assert made.status_code == 201, made.text
+        publisher = socketio.AsyncClient(reconnection=False)
+        await publisher.connect(rig.http_url, auth={"token": made.json()["token"]}, transports=["websocket"],
+                                wait_timeout=30)
+        try:
+            async with rig.browser(client) as browser:
+                latencies = []
+                for n in range(20):
+                    png = make_png(rgb=(n, 100, 200))
+                    since = time.monotonic()
+                    assert await publisher.call("image", png, timeout=30) == {"ok": True}
+                    at, frame = await browser.wait_event("image2v", lambda f, p=png: f["image"] == p,
+                                                         within=30, since=since)
+                    latencies.append(at - since)
+                    assert frame["mime"] == "image/png"
+                reading = {"temperature": 21.5, "humidity": 40}
+                assert await publisher.call("temphum", reading, timeout=30) == {"ok": True}
+                assert await publisher.call("status", {"status": "printing 42%"}, timeout=30) == {"ok": True}
+                _, got = await browser.wait_event("temphum2v", lambda r: r["temperature"] == 21.5, within=30)
+                await browser.wait_event("status2v", lambda s: s["status"] == "printing 42%", within=30)
+        finally:
+            await publisher.disconnect()
+        history = await client.get("/api/temphum", params={"date": got["timestamp"][:10]})
+        assert 21.5 in [r["temperature"] for r in history.json()]
+    rig.measurements["frame_latency_s"] = {"p50": round(statistics.median(latencies), 3),
+                                           "p95": round(percentile(latencies, 0.95), 3)}
+
+
+# --- 6: reboot and power cuts -----------------------------------------------------------------------
+
+def boot_id(rig: Rig) -> str:
+    return rig.sh("cat /proc/sys/kernel/random/boot_id").strip()
+
+
+def reconnect_after_boot(rig: Rig, old_boot: str) -> float:
+    """SSH back in once the appliance has booted again and is ready; seconds it took."""
+    start = time.monotonic()
+    deadline = start + 600
+    while True:
+        try:
+            rig.reconnect_ssh()
+            if boot_id(rig) != old_boot:
+                break
+        except Exception as exc:  # labgrid raises a plain Exception on an SSH timeout
+            if time.monotonic() > deadline:
+                msg = f"the appliance did not come back within 600 s: {exc}"
+                raise RigError(msg) from exc
+    wait_ready(rig)
+    return time.monotonic() - start
+
+
+async def snapshot(rig: Rig) -> dict[str, Any]:
+    async with rig.web() as client:
+        users = sorted(u["username"] for u in (await client.get("/api/users")).json()["users"])
+        devices = (await client.get("/devices")).json()["discovered"]
+    return {"users": users, "paired": sorted(d["id"] for d in devices if d["isPaired"])}
+
+
+async def test_6_reboot_keeps_users_pairings_and_history(rig: Rig) -> None:
+    async with rig.web() as client:
+        made = await client.post("/api/users",
+                                 json={"username": "hil-survivor", "password": "a long password 1"})
+        assert made.status_code in (201, 409), made.text
+    before = await snapshot(rig)
+    assert "hil-survivor" in before["users"]
+    old = boot_id(rig)
+    rig.sh("systemctl reboot", sudo=True, check=False)
+    rig.measurements["reboot_to_ready_s"] = round(reconnect_after_boot(rig, old), 1)
+    after = await snapshot(rig)
+    assert after == before
+    assert "integrity ok" in rig.sh(DB_CHECK, sudo=True)
+
+
+class Writer:
+    """A publisher sending readings and frames as fast as they are acknowledged (SQLite writes)."""
+
+    def __init__(self, url: str, token: str, seed: int) -> None:
+        self.url, self.token, self.seed = url, token, seed
+        self.acked = 0
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.sio.connect(self.url, auth={"token": self.token}, transports=["websocket"],
+                               wait_timeout=30)
+        self.task = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        while True:
+            await self.sio.call("temphum", {"temperature": 20 + self.seed, "humidity": 50}, timeout=30)
+            await self.sio.call("image", make_png(rgb=(self.seed, self.acked % 256, 1)), timeout=30)
+            self.acked += 1
+
+    async def has_written(self) -> bool:
+        return self.acked >= 5
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        await self.sio.disconnect()
+
+
+async def test_6_power_cuts_during_writes_lose_no_committed_pairing(rig: Rig) -> None:
+    before = await snapshot(rig)
+    assert before["paired"], "scenario 4 pairs a beacon first"
+    async with rig.web() as client:
+        made = await client.post("/api/tokens", json={"name": f"hil-writer-{int(time.time())}"})
+        token = made.json()["token"]
+    recovered = []
+    for cut in range(POWER_CUTS):
+        writer = Writer(rig.http_url, token, cut)
+        await writer.start()
+        await until(writer.has_written, 60, "the publisher writing readings and frames")
+        old = boot_id(rig)
+        rig.power.off()  # mid-write: the plug is pulled
+        await writer.stop()
+        rig.power.on()
+        recovered.append(round(reconnect_after_boot(rig, old), 1))
+        check = rig.sh(DB_CHECK, sudo=True, check=False)
+        assert "integrity ok" in check, f"power cut {cut + 1}: {check}"
+        after = await snapshot(rig)
+        assert set(before["paired"]) <= set(after["paired"]), f"power cut {cut + 1}: {before} -> {after}"
+        assert after["users"] == before["users"]
+    rig.measurements["power_cut_to_ready_s"] = recovered
+
+
+# --- 7: recovery ------------------------------------------------------------------------------------
+
+def app_pid(rig: Rig) -> int | None:
+    out = rig.sh("supervisorctl pid appliance", sudo=True, check=False).strip()
+    return int(out) if out.isdigit() and out != "0" else None
+
+
+async def test_7_killed_app_is_restarted_by_supervisor(rig: Rig) -> None:
+    old = app_pid(rig)
+    assert old
+    since = time.monotonic()
+    rig.sh(f"kill -9 {old}", sudo=True)
+
+    async def restarted() -> bool:
+        pid = await asyncio.to_thread(app_pid, rig)
+        return bool(pid and pid != old)
+    await until(restarted, 60, "supervisor restarting the app")
+    await asyncio.to_thread(wait_ready, rig, 120)
+    rig.measurements["app_kill_to_ready_s"] = round(time.monotonic() - since, 1)
+
+
+async def test_7_scanning_resumes_after_bluetoothd_restarts(tuned: Rig) -> None:
+    rig = tuned
+    async with rig.web() as client:
+        rig.sh("systemctl restart bluetooth", sudo=True)
+        since = time.monotonic()
+
+        async def scanning_and_fresh() -> bool:
+            status = (await client.get("/status")).json()["bluetooth"]
+            found = (await client.get("/devices")).json()["discovered"]
+            fresh = [d for d in found if d["state"] in ("discovered", "connected")]
+            return bool(status["scanning"] and fresh)
+
+        # The beacons are advertising; after the restart they are reported again.
+        seen_before = {d["id"]: d["lastSeen"] for d in (await client.get("/devices")).json()["discovered"]}
+
+        async def reported_again() -> bool:
+            found = (await client.get("/devices")).json()["discovered"]
+            return any(d["lastSeen"] != seen_before.get(d["id"]) for d in found)
+
+        await until(scanning_and_fresh, 120, "scanning after bluetoothd restarted")
+        await until(reported_again, 120, "advertisements reported after bluetoothd restarted")
+        rig.measurements["bluetoothd_restart_to_scanning_s"] = round(time.monotonic() - since, 1)
+
+
+# --- 8: lab only: flash the beacon ------------------------------------------------------------------
+
+@pytest.mark.lg_feature("lab")
+def test_8_flash_the_beacon_and_its_version_matches_the_build(rig: Rig) -> None:
+    subprocess.run([sys.executable, str(ROOT / "firmware" / "flash.py"), "--port", rig.beacons[0].port],
+                   check=True, timeout=300)
+    expected = (ROOT / "firmware" / "beacon" / "version.h").read_text()
+    version = rig.beacons[0].command("version")
+    firmware = version.split("firmware=")[1].split()[0]
+    assert f'"{firmware}"' in expected, (version, expected)
