@@ -14,6 +14,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
 . "${here}/lib.sh"
+# shellcheck source=provision-lib.sh
+. "${here}/provision-lib.sh"
 
 [ "$#" -eq 2 ] || die "usage: $0 BASE_IMAGE OUTPUT.img"
 base="$1" output="$2"

@@ -61,7 +61,7 @@ IMAGE_BASE_DEPS := image/build-base.sh image/lib.sh $(wildcard image/hooks/*.sh 
 IMAGE_APP_SOURCES := pyproject.toml \
   $(shell find appliance -type f -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 IMAGE_WHEEL_STAMP := $(IMAGE_WORK)/dist.stamp
-IMAGE_PLAYBOOK_DEPS := image/provision.sh image/lib.sh constraints.txt $(IMAGE_WHEEL_STAMP) \
+IMAGE_PLAYBOOK_DEPS := image/provision.sh image/lib.sh image/provision-lib.sh constraints.txt $(IMAGE_WHEEL_STAMP) \
   $(shell find ansible rootfs -type f 2>/dev/null)
 # The settings the scripts read, passed explicitly to each (nothing exported to other recipes).
 IMAGE_ENV = IMAGE_SUITE='$(IMAGE_SUITE)' IMAGE_MIRROR='$(IMAGE_MIRROR)' \
@@ -87,15 +87,15 @@ twin-base: $(IMAGE_WORK)/twin/base.tar
 
 os-list: $(IMAGE_OS_LIST) ## the Raspberry Pi Imager repository file (IMAGE_BASE_URL=https://... where the .xz is served)
 
-image-test: $(IMAGE_IMG) ## boot the Pi image in qemu-system-aarch64 -M virt: login, supervisor's programs, /health via nginx
+image-test: $(IMAGE_IMG) ## image tool tests, then boot the Pi image in QEMU -M virt: login, supervisor's programs, /health via nginx
 	APPLIANCE_IMAGE='$(IMAGE_IMG)' APPLIANCE_IMAGE_HTTP_PORT='$(IMAGE_TEST_HTTP_PORT)' \
 	  APPLIANCE_IMAGE_SSH_PORT='$(IMAGE_TEST_SSH_PORT)' \
-	  $(IMAGE_PYTHON) -m pytest -p no:cacheprovider tests/image -m pi -v
+	  $(IMAGE_PYTHON) -m pytest -p no:cacheprovider tests/image -m 'tools or pi' -v -s
 
 twin-test: $(TWIN_IMG) ## boot the twin in qemu-system-x86_64: login, supervisor's programs, /health via nginx
 	APPLIANCE_TWIN_DIR='$(TWIN_DIR)' APPLIANCE_IMAGE_HTTP_PORT='$(IMAGE_TEST_HTTP_PORT)' \
 	  APPLIANCE_IMAGE_SSH_PORT='$(IMAGE_TEST_SSH_PORT)' \
-	  $(IMAGE_PYTHON) -m pytest -p no:cacheprovider tests/image -m twin -v
+	  $(IMAGE_PYTHON) -m pytest -p no:cacheprovider tests/image -m twin -v -s
 
 image-flash: ## write the image to a card: make image-flash DEVICE=/dev/sdX (refuses mounted and system disks)
 	@test -n '$(DEVICE)' || { echo "Say which card: make image-flash DEVICE=/dev/sdX (lsblk lists them)"; exit 2; }
@@ -148,10 +148,8 @@ endif
 $(TWIN_IMG): $(IMAGE_WORK)/twin/rootfs.tar image/mkimage.sh
 	image/mkimage.sh $< $@ $(TWIN_DIR)
 
-%.img.xz: %.img
-	@echo "==> xz $(IMAGE_XZ_OPT) $< (a few minutes)"
-	xz $(IMAGE_XZ_OPT) --verbose --stdout $< > $@.tmp
-	mv $@.tmp $@
+%.img.xz: %.img image/compress.sh
+	image/compress.sh $< $@ $(IMAGE_XZ_OPT)
 
 %.img.xz.sha256: %.img.xz
 	cd $(@D) && sha256sum $(<F) > $(@F).tmp && mv $(@F).tmp $(@F)

@@ -2,11 +2,13 @@
 # The provisioning stage: unpack the cached base root file system, run the playbook on it through
 # the chroot connection, stamp and clean it, pack it again. An app-only change re-runs only this.
 # Usage: provision.sh TARGET BASE.tar OUTPUT.tar
-# Settings (environment): see run_playbook and finalize_rootfs in lib.sh.
+# Settings (environment): see run_playbook and finalize_rootfs in provision-lib.sh.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
 . "${here}/lib.sh"
+# shellcheck source=provision-lib.sh
+. "${here}/provision-lib.sh"
 
 [ "$#" -eq 3 ] || die "usage: $0 pi|twin BASE.tar OUTPUT.tar"
 target="$1" base="$2" output="$3"

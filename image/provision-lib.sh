@@ -1,0 +1,135 @@
+# The playbook stage's helpers (sourced after lib.sh by provision.sh and customize-image.sh, not
+# executed): mount the chroot's kernel file systems, run the playbook, finalise the root file system.
+# Kept apart from lib.sh, on which the cached base depends, so that a change here re-runs only the
+# playbook stage and not the 17-minute emulated base build.
+# shellcheck shell=bash
+
+# The chroot gets the kernel file systems and a /run holding resolv.conf (trixie's /etc/resolv.conf
+# points into /run), and a policy-rc.d so that package scripts start no services at build time.
+# Everything mounted here is recorded so that chroot_unmount undoes exactly that, innermost first.
+CHROOT_MOUNTS=()
+chroot_mount() {
+    local root="$1" target
+    mount -t proc proc "${root}/proc"
+    CHROOT_MOUNTS+=("${root}/proc")
+    mount -t sysfs sysfs "${root}/sys"
+    CHROOT_MOUNTS+=("${root}/sys")
+    mount --bind /dev "${root}/dev"
+    CHROOT_MOUNTS+=("${root}/dev")
+    mount -t devpts -o newinstance,ptmxmode=0666 devpts "${root}/dev/pts"
+    CHROOT_MOUNTS+=("${root}/dev/pts")
+    mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "${root}/run"
+    CHROOT_MOUNTS+=("${root}/run")
+    mkdir -p "${root}/run/lock"
+    # Name resolution in the chroot is the host's. When the chroot's /etc/resolv.conf is a link into
+    # /run (systemd-resolved, NetworkManager), its target is made in the fresh /run; a plain file is
+    # covered by a bind mount of the host's, so the image keeps its own.
+    local link
+    if [ -L "${root}/etc/resolv.conf" ]; then
+        link="$(readlink "${root}/etc/resolv.conf")"
+        case "${link}" in
+            /*) target="${root}${link}" ;;
+            *) target="${root}/etc/${link}" ;;
+        esac
+        mkdir -p "$(dirname "${target}")"
+        cp -L /etc/resolv.conf "${target}"
+    else
+        [ -e "${root}/etc/resolv.conf" ] || : >"${root}/etc/resolv.conf"
+        mount --bind "$(readlink -f /etc/resolv.conf)" "${root}/etc/resolv.conf"
+        CHROOT_MOUNTS+=("${root}/etc/resolv.conf")
+    fi
+    # HTTPS from the chroot (pip, apt, get_url) trusts what the build host trusts, e.g. a proxy's CA
+    # on a company network; the image keeps its own Debian bundle (this is only a mount).
+    local bundle=/etc/ssl/certs/ca-certificates.crt
+    if [ -f "${bundle}" ] && [ -f "${root}${bundle}" ]; then
+        mount --bind -o ro "${bundle}" "${root}${bundle}"
+        CHROOT_MOUNTS+=("${root}${bundle}")
+    fi
+    printf '#!/bin/sh\n# Written by the image build: no service starts inside the build chroot.\nexit 101\n' \
+        >"${root}/usr/sbin/policy-rc.d"
+    chmod 0755 "${root}/usr/sbin/policy-rc.d"
+}
+
+chroot_unmount() {
+    local root="$1" i
+    rm -f "${root}/usr/sbin/policy-rc.d"
+    for ((i = ${#CHROOT_MOUNTS[@]} - 1; i >= 0; i--)); do
+        umount "${CHROOT_MOUNTS[i]}" 2>/dev/null || umount -l "${CHROOT_MOUNTS[i]}" || true
+    done
+    CHROOT_MOUNTS=()
+}
+
+# run_playbook ROOT TARGET: provision ROOT with ansible/site.yml through the chroot connection.
+# Settings (environment): IMAGE_PLAYBOOK, IMAGE_ANSIBLE_PLAYBOOK, IMAGE_WHEEL, IMAGE_CONSTRAINTS.
+run_playbook() {
+    local root="$1" target="$2" playbook="${IMAGE_PLAYBOOK:-ansible/site.yml}" status=0
+    local ansible="${IMAGE_ANSIBLE_PLAYBOOK:-ansible-playbook}"
+    if [ ! -f "${playbook}" ]; then
+        step "playbook: ${playbook} does not exist yet, SKIPPED (the image holds the base system only)"
+        return 0
+    fi
+    [ -x "$(command -v "${ansible}")" ] || die "${ansible} not found: make setup (or set IMAGE_ANSIBLE_PLAYBOOK)"
+    [ -f "${IMAGE_WHEEL:-}" ] || die "IMAGE_WHEEL='${IMAGE_WHEEL:-}' is not a file: build the app's wheel first"
+    [ -f "${IMAGE_CONSTRAINTS:-}" ] || die "IMAGE_CONSTRAINTS='${IMAGE_CONSTRAINTS:-}' is not a file"
+    step "playbook: ${playbook} on ${root} through the chroot connection (target ${target})"
+    chroot_mount "${root}"
+    # Pipelining saves a file transfer per task; profile_tasks prints each task's time, so a slow
+    # emulated task shows. The interpreter is named so that discovery costs no extra emulated calls.
+    ANSIBLE_PIPELINING=True \
+    ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 \
+    ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks \
+    ANSIBLE_RETRY_FILES_ENABLED=False \
+    ANSIBLE_HOST_KEY_CHECKING=False \
+        "${ansible}" -i "${root}," -c community.general.chroot "${playbook}" \
+        -e "appliance_target=${target}" \
+        -e "appliance_wheel=$(readlink -f "${IMAGE_WHEEL}")" \
+        -e "appliance_constraints=$(readlink -f "${IMAGE_CONSTRAINTS}")" \
+        -e appliance_image_build=true \
+        || status=$?
+    chroot_unmount "${root}"
+    [ "${status}" -eq 0 ] || die "the playbook failed (status ${status})"
+}
+
+# finalize_rootfs ROOT TARGET BASE_DESCRIPTION: stamp the build and remove what must not be shared
+# by every device made from the image (machine-id, SSH host keys, random seed), or is dead weight.
+# Settings (environment): IMAGE_VERSION, IMAGE_BUILD_ID.
+finalize_rootfs() {
+    local root="$1" target="$2" base="$3" bad
+    step "finalize: /etc/appliance-release, no machine-id, no SSH host keys, no passwords"
+    cat >"${root}/etc/appliance-release" <<RELEASE
+NAME="appliance"
+VERSION="${IMAGE_VERSION:-unknown}"
+BUILD_ID="${IMAGE_BUILD_ID:-unknown}"
+BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+TARGET="${target}"
+BASE="${base}"
+RELEASE
+    chmod 0644 "${root}/etc/appliance-release"
+    info "$(tr '\n' ' ' <"${root}/etc/appliance-release")"
+
+    # An empty machine-id: systemd makes a new one on first boot and commits it once / is writable.
+    # (Empty rather than "uninitialized": that would also make systemd apply presets on first boot,
+    # re-enabling units the playbook disabled on purpose.)
+    : >"${root}/etc/machine-id"
+    [ -L "${root}/var/lib/dbus/machine-id" ] || rm -f "${root}/var/lib/dbus/machine-id"
+    rm -f "${root}"/etc/ssh/ssh_host_*_key "${root}"/etc/ssh/ssh_host_*_key.pub
+    rm -f "${root}/var/lib/systemd/random-seed" "${root}/var/lib/systemd/credential.secret"
+    # mmdebstrap leaves the build host's resolvers in a plain /etc/resolv.conf: NetworkManager
+    # writes the device's own once it has a connection.
+    if [ -f "${root}/etc/resolv.conf" ] && [ ! -L "${root}/etc/resolv.conf" ]; then
+        printf '# Written by NetworkManager when the appliance connects.\n' >"${root}/etc/resolv.conf"
+    fi
+
+    # No account may have a password or an empty password field: the admin account and its
+    # password come from the first-boot config on the boot partition.
+    bad="$(awk -F: '$2 == "" || ($2 !~ /^[!*]/) { print $1 }' "${root}/etc/shadow")"
+    [ -z "${bad}" ] || die "accounts with a password or an empty password in the image: ${bad}"
+
+    # Package lists and caches are rebuilt on the device by 'apt update'; logs start empty.
+    rm -rf "${root}"/var/lib/apt/lists/* "${root}"/var/cache/apt/*.bin "${root}"/var/cache/apt/archives/*.deb
+    mkdir -p "${root}/var/lib/apt/lists/partial"
+    rm -rf "${root}/root/.ansible" "${root}/root/.cache" "${root}"/tmp/* "${root}"/var/tmp/*
+    rm -f "${root}"/var/lib/dpkg/*-old "${root}"/var/cache/debconf/*-old "${root}/var/cache/ldconfig/aux-cache"
+    find "${root}/var/log" -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.xz' \) -delete
+    find "${root}/var/log" -type f -exec truncate -s 0 {} +
+}
