@@ -22,6 +22,9 @@ def make_rootfs_tarball(tmp_path: Path) -> Path:
     tree = tmp_path / "tree"
     for rel, text in {
         "etc/hostname": "appliance\n",
+        # What the finalisation reads or cleans: the password check and the logs.
+        "etc/shadow": "root:*:20000:0:99999:7:::\n",
+        "var/log/syslog": "build log\n",
         "boot/firmware/config.txt": "arm_64bit=1\n",
         "boot/firmware/overlays/README": "overlays\n",
         "boot/vmlinuz-6.1.0-1-arm64": "old kernel\n",
@@ -80,6 +83,43 @@ def test_mkimage_makes_a_fat_boot_and_ext4_root_partition_by_label(tmp_path: Pat
     assert (kernel_dir / "initrd.img").read_text() == "initrd\n"
     # Sparse: the free space is not written.
     assert output.stat().st_blocks * 512 < output.stat().st_size
+
+
+def test_customize_image_keeps_the_bases_partitions_and_boot_files(tmp_path: Path) -> None:
+    """BASE_IMAGE path on a small image, playbook skipped: table, labels and boot files stay."""
+    require_root()
+    require_tools("mkfs.vfat", "mcopy", "mkfs.ext4", "sfdisk", "debugfs", "blkid", "losetup", "partx",
+                  "resize2fs", "xz")
+    base = tmp_path / "base.img"
+    small = {"IMAGE_BOOT_MB": "64", "IMAGE_ROOT_FREE_MB": "16"}
+    subprocess.run([str(IMAGE_DIR / "mkimage.sh"), str(make_rootfs_tarball(tmp_path)), str(base)], check=True,
+                   env={**os.environ, **small})
+    subprocess.run(["xz", "-k", "-0", "-T1", str(base)], check=True)
+    output = tmp_path / "custom.img"
+
+    # No playbook there: run_playbook skips it, the rest of the customisation runs as in a build.
+    env = {**os.environ, **small, "IMAGE_GROW_MB": "64", "IMAGE_PLAYBOOK": str(tmp_path / "none.yml"),
+           "IMAGE_VERSION": "v1", "IMAGE_BUILD_ID": "v1-test"}
+    subprocess.run([str(IMAGE_DIR / "customize-image.sh"), f"{base}.xz", str(output)], check=True, env=env)
+
+    (base_boot, base_root), (boot, root) = qemuboot.partitions(base), qemuboot.partitions(output)
+    assert boot == base_boot
+    assert (root.start, root.type_id) == (base_root.start, base_root.type_id)
+    assert output.stat().st_size == root.start + root.size
+    for key in ("LABEL", "UUID"):
+        assert blkid(output, boot.start)[key] == blkid(base, boot.start)[key]
+    assert blkid(output, root.start)["LABEL"] == "RASPIROOT"
+    assert set(qemuboot.boot_files(output)) >= {"config.txt", "overlays"}
+    root_part = tmp_path / "root.part"
+    subprocess.run(["dd", f"if={output}", f"of={root_part}", "bs=1M", f"skip={root.start >> 20}",
+                    "conv=sparse", "status=none"], check=True)
+    # The boot files went back to the FAT, not into the root file system.
+    assert debugfs_ls(root_part, "/boot/firmware") == {".", ".."}
+    assert "appliance-growroot.service" in debugfs_ls(root_part, "/etc/systemd/system/local-fs.target.wants")
+    release = subprocess.run(["debugfs", "-R", "cat /etc/appliance-release", str(root_part)], check=True,
+                             capture_output=True, text=True).stdout
+    assert 'BUILD_ID="v1-test"' in release
+    assert 'BASE="base.img.xz"' in release
 
 
 def test_qemu_gets_the_images_command_line_with_its_own_console() -> None:
