@@ -129,7 +129,7 @@ $(IMAGE_WORK)/%/rootfs.tar: $(IMAGE_WORK)/%/base.tar $(IMAGE_PLAYBOOK_DEPS) | $(
 	$(IMAGE_ENV) image/provision.sh $* $< $@
 
 $(IMAGE_BUILD)/$(IMAGE_NAME)-%-arm64.img: $(IMAGE_WORK)/pi/rootfs.tar image/mkimage.sh
-	image/mkimage.sh $< $@
+	IMAGE_VERSION='$(IMAGE_VERSION)' IMAGE_BUILD_ID='$(IMAGE_BUILD_ID)' image/mkimage.sh $< $@
 
 ifneq ($(BASE_IMAGE),)
 # Records which base image was used, rewritten only when it changes, so that pointing BASE_IMAGE at
@@ -146,7 +146,7 @@ $(IMAGE_BUILD)/$(IMAGE_NAME)-%-custom-arm64.img: $(BASE_IMAGE) $(IMAGE_WORK)/bas
 endif
 
 $(TWIN_IMG): $(IMAGE_WORK)/twin/rootfs.tar image/mkimage.sh
-	image/mkimage.sh $< $@ $(TWIN_DIR)
+	IMAGE_VERSION='$(IMAGE_VERSION)' IMAGE_BUILD_ID='$(IMAGE_BUILD_ID)' image/mkimage.sh $< $@ $(TWIN_DIR)
 
 %.img.xz: %.img image/compress.sh
 	image/compress.sh $< $@ $(IMAGE_XZ_OPT)

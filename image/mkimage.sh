@@ -4,7 +4,8 @@
 # Usage: mkimage.sh ROOTFS.tar OUTPUT.img [KERNEL_DIR]
 #   KERNEL_DIR: also copy the newest /boot/vmlinuz-* and initrd.img-* there as vmlinuz and
 #   initrd.img, for booting the image directly with QEMU's -kernel/-initrd (the twin).
-# Settings (environment): IMAGE_BOOT_MB (512), IMAGE_ROOT_FREE_MB (768).
+# Settings (environment): IMAGE_BOOT_MB (512), IMAGE_ROOT_FREE_MB (768); IMAGE_VERSION and
+# IMAGE_BUILD_ID, when set, replace VERSION and BUILD_ID in /etc/appliance-release.
 #
 # The partitions are built as files and copied into the image: this needs neither loop partition
 # devices nor a vfat driver on the build host (mkfs.vfat -C and mtools write the FAT, mkfs.ext4 -d
@@ -32,6 +33,15 @@ mkdir -p "${work}/root" "${work}/firmware"
 
 step "unpack ${tarball}"
 tar -C "${work}/root" --numeric-owner --xattrs --xattrs-include='*' -xpf "${tarball}"
+
+# The playbook stage is not re-run when only the version changed (a commit that touches neither the
+# app nor the playbook), so the stamp in the tarball may name an older version than this image.
+release="${work}/root/etc/appliance-release"
+if [ -n "${IMAGE_BUILD_ID:-}" ] && [ -f "${release}" ]; then
+    sed -i -e "s|^VERSION=.*|VERSION=\"${IMAGE_VERSION:-unknown}\"|" \
+        -e "s|^BUILD_ID=.*|BUILD_ID=\"${IMAGE_BUILD_ID}\"|" "${release}"
+    info "$(tr '\n' ' ' <"${release}")"
+fi
 
 # /boot/firmware is the FAT partition's mount point: its content goes into the FAT, the directory
 # stays (empty) in the root file system.

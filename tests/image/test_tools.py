@@ -25,6 +25,7 @@ def make_rootfs_tarball(tmp_path: Path) -> Path:
         # What the finalisation reads or cleans: the password check and the logs.
         "etc/shadow": "root:*:20000:0:99999:7:::\n",
         "var/log/syslog": "build log\n",
+        "etc/appliance-release": 'VERSION="v1"\nBUILD_ID="v1-provisioned"\nTARGET="pi"\n',
         "boot/firmware/config.txt": "arm_64bit=1\n",
         "boot/firmware/overlays/README": "overlays\n",
         "boot/vmlinuz-6.1.0-1-arm64": "old kernel\n",
@@ -55,12 +56,19 @@ def debugfs_ls(filesystem: Path, directory: str) -> set[str]:
     return {line.split("/")[5] for line in out.splitlines() if line.count("/") >= 6}
 
 
+def debugfs_cat(filesystem: Path, path: str) -> str:
+    return subprocess.run(["debugfs", "-R", f"cat {path}", str(filesystem)], check=True, capture_output=True,
+                          text=True).stdout
+
+
 def test_mkimage_makes_a_fat_boot_and_ext4_root_partition_by_label(tmp_path: Path) -> None:
     require_root()
     require_tools("mkfs.vfat", "mcopy", "mkfs.ext4", "sfdisk", "debugfs", "blkid")
     output = tmp_path / "disk.img"
     kernel_dir = tmp_path / "kernel"
-    env = {**os.environ, "IMAGE_BOOT_MB": "64", "IMAGE_ROOT_FREE_MB": "16"}
+    # A new version assembled from the same root file system (a commit that left the app alone).
+    env = {**os.environ, "IMAGE_BOOT_MB": "64", "IMAGE_ROOT_FREE_MB": "16", "IMAGE_VERSION": "v2",
+           "IMAGE_BUILD_ID": "v2-assembled"}
 
     subprocess.run([str(IMAGE_DIR / "mkimage.sh"), str(make_rootfs_tarball(tmp_path)), str(output),
                     str(kernel_dir)], check=True, env=env)
@@ -78,6 +86,8 @@ def test_mkimage_makes_a_fat_boot_and_ext4_root_partition_by_label(tmp_path: Pat
                     "conv=sparse", "status=none"], check=True)
     assert debugfs_ls(root_part, "/boot/firmware") == {".", ".."}
     assert debugfs_ls(root_part, "/etc") >= {"hostname"}
+    release = debugfs_cat(root_part, "/etc/appliance-release")
+    assert release == 'VERSION="v2"\nBUILD_ID="v2-assembled"\nTARGET="pi"\n'
     # The newest kernel and its initrd, for QEMU's direct boot.
     assert (kernel_dir / "vmlinuz").read_text() == "kernel\n"
     assert (kernel_dir / "initrd.img").read_text() == "initrd\n"
@@ -116,8 +126,7 @@ def test_customize_image_keeps_the_bases_partitions_and_boot_files(tmp_path: Pat
     # The boot files went back to the FAT, not into the root file system.
     assert debugfs_ls(root_part, "/boot/firmware") == {".", ".."}
     assert "appliance-growroot.service" in debugfs_ls(root_part, "/etc/systemd/system/local-fs.target.wants")
-    release = subprocess.run(["debugfs", "-R", "cat /etc/appliance-release", str(root_part)], check=True,
-                             capture_output=True, text=True).stdout
+    release = debugfs_cat(root_part, "/etc/appliance-release")
     assert 'BUILD_ID="v1-test"' in release
     assert 'BASE="base.img.xz"' in release
 
