@@ -133,14 +133,17 @@ $(IMAGE_BUILD)/$(IMAGE_NAME)-%-arm64.img: $(IMAGE_WORK)/pi/rootfs.tar image/mkim
 
 ifneq ($(BASE_IMAGE),)
 # Records which base image was used, rewritten only when it changes, so that pointing BASE_IMAGE at
-# another file rebuilds even when that file is older than the output.
+# another file rebuilds even when that file is older than the output. The base image itself is no
+# prerequisite: an image of this build (build/appliance-V-arm64.img.xz) matches the rules above,
+# and make would rebuild it from the current root file system before using it as the base.
 $(IMAGE_WORK)/base-image.id: image-FORCE
+	@test -f '$(BASE_IMAGE)' || { echo "BASE_IMAGE=$(BASE_IMAGE) is not a file"; exit 2; }
 	@mkdir -p $(@D)
 	@id="$$(realpath '$(BASE_IMAGE)') $$(stat -c '%s %Y' '$(BASE_IMAGE)')"; \
 	  [ "$$(cat $@ 2>/dev/null)" = "$$id" ] || echo "$$id" > $@
 
 # The shorter stem wins over the rule above for these names.
-$(IMAGE_BUILD)/$(IMAGE_NAME)-%-custom-arm64.img: $(BASE_IMAGE) $(IMAGE_WORK)/base-image.id \
+$(IMAGE_BUILD)/$(IMAGE_NAME)-%-custom-arm64.img: $(IMAGE_WORK)/base-image.id \
     image/customize-image.sh $(IMAGE_PLAYBOOK_DEPS) | $(IMAGE_ANSIBLE_PLAYBOOK)
 	$(IMAGE_ENV) image/customize-image.sh '$(BASE_IMAGE)' $@
 endif
