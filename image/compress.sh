@@ -15,8 +15,9 @@ progress_s=30
 
 need_tools xz
 step "xz $* ${image}: $(du -h --apparent-size "${image}" | cut -f1), $(du -h "${image}" | cut -f1) of it data (a few minutes)"
-# xz ends its progress lines with carriage returns; the log wants newlines.
-xz "$@" --verbose --stdout "${image}" >"${output}.tmp" 2> >(tr '\r' '\n' | grep --line-buffered -v '^ *$' >&2) &
+# xz starts and ends its progress lines with carriage returns, which a log does not want; sed -u
+# passes each line on at once (tr would hold them in its buffer until xz ends).
+xz "$@" --verbose --stdout "${image}" >"${output}.tmp" 2> >(sed -u -e 's/\r//g' -e '/^ *$/d' >&2) &
 pid=$!
 # tail --pid returns when xz ends, so the loop does not wait out a period after the last one.
 while ! timeout "${progress_s}" tail --pid="${pid}" -f /dev/null; do
