@@ -9,7 +9,10 @@ DATA_DIR ?= var
 # make run's simulated beacons: python (bumble) or sketch (the firmware itself, built for the host)
 BEACONS ?= python
 PYTEST_ARGS ?=
+# make hil-test: which rig (tests/hil/rigs/RIG.yaml): virtual (the twin in QEMU, built when needed) or lab
+RIG ?= virtual
 HIL_ARGS ?=
+HIL_REPORT ?= build/hil-report.xml
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -72,8 +75,11 @@ firmware-size: ## compile the sketch's logic for the Nano 33 BLE (Cortex-M4) and
 firmware: ## compile the real sketch with arduino-cli (when installed)
 	$(MAKE) -C firmware firmware
 
-hil-test: setup firmware-sim ## hardware-in-the-loop suite (so far: the virtual rig's radio, no VM yet); see tests/hil/README.md
-	$(BIN)/pytest tests/hil $(HIL_ARGS)
+# The virtual rig boots the twin, so it is built first (as root; ~5 min from nothing, see image/README.md).
+hil-test: setup firmware-sim $(if $(filter virtual,$(RIG)),twin) ## hardware-in-the-loop suite on RIG=virtual (default) or RIG=lab; JUnit report in build/hil-report.xml
+	@test -f tests/hil/rigs/$(RIG).yaml || { echo "No rig '$(RIG)': RIG=virtual or RIG=lab (tests/hil/rigs/)"; exit 2; }
+	$(BIN)/pytest tests/hil -p no:cacheprovider -v --lg-env tests/hil/rigs/$(RIG).yaml \
+	  --junitxml=$(HIL_REPORT) -o junit_suite_name=hil-$(RIG) -o junit_family=xunit2 $(HIL_ARGS)
 
 bench: setup ## relay throughput/latency vs a base64 baseline; numbers in build/bench/
 	$(BIN)/python tests/bench/relay_bench.py --out build/bench
