@@ -24,7 +24,7 @@ VENDOR_JS := $(VENDOR)/socket.io.min.js
   wheel hil-test constraints clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
 setup: $(STAMP) $(VENDOR_JS) ## create .venv with the app and the dev tools, fetch browser libraries (idempotent)
 
@@ -66,8 +66,13 @@ firmware-test: firmware-sim ## build the beacon sketch on the host and run its u
 firmware-sim: ## build the sketch as a simulated beacon (firmware/build/sim/beacon-sim)
 	$(MAKE) -C firmware sim
 
-flash: setup ## flash Nano 33 BLE boards (BEACON_ID=n | FIRST_ID=n | IMAGE=f.bin); see firmware/README.md
+# One verb for both things a maker flashes: a card (DEVICE=/dev/sdX, with bmaptool) or beacons.
+ifneq ($(DEVICE),)
+flash: image-flash
+else
+flash: setup ## DEVICE=/dev/sdX: write the image to a card; else flash Nano 33 BLE boards (BEACON_ID=n | FIRST_ID=n | IMAGE=f.bin)
 	$(MAKE) -C firmware flash FLASH_PYTHON=$(abspath $(BIN))/python $(if $(IMAGE),IMAGE=$(abspath $(IMAGE)))
+endif
 
 firmware-size: ## compile the sketch's logic for the Nano 33 BLE (Cortex-M4) and print its size
 	$(MAKE) -C firmware size
