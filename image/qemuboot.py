@@ -238,7 +238,8 @@ class QemuMachine:
             "-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.append,
             "-drive", f"if=none,id=disk,format=raw,file={self.disk},discard=unmap",
             "-device", "virtio-blk-pci,drive=disk",
-            "-netdev", f"user,id=net{forwards}", "-device", "virtio-net-pci,netdev=net",
+            # restrict=on: the guest reaches nothing but its forwarded loopback ports.
+            "-netdev", f"user,id=net,restrict=on{forwards}", "-device", "virtio-net-pci,netdev=net",
             "-device", "virtio-rng-pci",
             "-chardev", chardev, "-serial", "chardev:con",
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",

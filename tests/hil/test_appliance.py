@@ -88,6 +88,8 @@ def test_0_the_playbook_over_ssh_changes_nothing_on_a_provisioned_appliance(rig:
                str(ROOT / "ansible" / "site.yml"), "-e", f"appliance_target={target}",
                "-e", f"appliance_wheel={inputs['wheel']}",
                "-e", f"appliance_constraints={inputs['constraints.txt']}"]
+    if "virtual" in rig.features:  # the guest's network reaches only its forwarded loopback ports
+        command += ["-e", "base_apt_update_cache=false"]
     environment = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible" / "ansible.cfg"),
                    "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_RETRY_FILES_ENABLED": "False"}
     since = time.monotonic()
