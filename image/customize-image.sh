@@ -100,7 +100,6 @@ fallocate --punch-hole --offset "${boot_offset}" --length "$((boot_sectors * 512
 dd if="${work}/boot.part" of="${disk}" bs=1M seek="${boot_offset}" oflag=seek_bytes conv=notrunc,sparse status=none
 
 step "shrink the root file system to its content plus ${root_free_mb} MiB"
-fstrim "${root}" >/dev/null 2>&1 || info "fstrim not supported here: freed blocks stay in the image"
 umount "${root}"
 e2fsck -f -y "${loop}" >/dev/null || [ "$?" -le 1 ] || die "e2fsck found errors after provisioning"
 block_size="$(dumpe2fs -h "${loop}" 2>/dev/null | awk -F: '/^Block size/ {print $2 + 0}')"
@@ -109,6 +108,11 @@ new_mb="$(((min_blocks * block_size / 1048576 + root_free_mb + 3) / 4 * 4))"
 current_mb="$((root_sectors / 2048))"
 [ "${new_mb}" -le "${current_mb}" ] || new_mb="${current_mb}"
 resize2fs "${loop}" "${new_mb}M" >/dev/null
+# Blocks the playbook freed (the app's old files, apt's lists) and blocks the shrink moved data
+# away from still hold their old bytes: discarded, they become holes in the image file and cost
+# nothing in the .xz. (fstrim while mounted, before the shrink, left them: customising an image of
+# this build gave a root partition with 736 MiB of data instead of 635, and a 310 MiB .xz.)
+e2fsck -f -y -E discard "${loop}" >/dev/null || [ "$?" -le 1 ] || die "e2fsck found errors after shrinking"
 losetup -d "${loop}"
 loop=""
 echo ",$((new_mb * 2048))" | sfdisk --quiet --no-reread --no-tell-kernel -N "${root_nr}" "${disk}"
