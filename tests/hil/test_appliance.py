@@ -33,6 +33,8 @@ DISCOVERY_ROUNDS: Final = 3
 # Scenario 6: power cuts in a row.
 POWER_CUTS: Final = 3
 USER: Final = "hil-user"
+FIRST_BOOT_FILE: Final = "/boot/firmware/appliance.toml"
+BAD_TIMEZONE: Final = "Mars/Olympus_Mons"
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -293,7 +295,9 @@ async def snapshot(rig: Rig) -> dict[str, Any]:
     return {"users": users, "paired": sorted(d["id"] for d in devices if d["isPaired"])}
 
 
-async def test_6_reboot_keeps_users_pairings_and_history(rig: Rig) -> None:
+async def test_6_reboot_keeps_users_pairings_and_history_and_reports_a_bad_first_boot_value(rig: Rig) -> None:
+    """A reboot, with a user's edit of the first-boot file on the boot partition that has one bad
+    value: the data survives, the error is in the journal and on /status, and the appliance boots."""
     await asyncio.to_thread(wait_ready, rig)
     async with rig.web() as client:
         made = await client.post("/api/users",
@@ -301,12 +305,22 @@ async def test_6_reboot_keeps_users_pairings_and_history(rig: Rig) -> None:
         assert made.status_code in (201, 409), made.text
     before = await snapshot(rig)
     assert "hil-survivor" in before["users"]
+    rig.sh(f"printf '%s\\n' 'timezone = \"{BAD_TIMEZONE}\"' >> {FIRST_BOOT_FILE}", sudo=True)
     old = boot_id(rig)
     rig.sh("systemctl reboot", sudo=True, check=False)
     rig.measurements["reboot_to_ready_s"] = round(reconnect_after_boot(rig, old), 1)
     after = await snapshot(rig)
     assert after == before
     assert "integrity ok" in rig.sh(DB_CHECK, sudo=True)
+
+    journal = rig.sh("journalctl -b -u appliance-firstboot --no-pager", sudo=True)
+    assert "timezone" in journal and BAD_TIMEZONE in journal, journal
+    assert rig.sh("systemctl is-failed appliance-firstboot", check=False).strip() != "failed"
+    async with rig.web() as client:
+        setup = (await client.get("/status")).json()["setup"]
+    assert [error["key"] for error in setup["errors"]] == ["timezone"], setup
+    assert "# ERROR:" in rig.sh(f"cat {FIRST_BOOT_FILE}", sudo=True)
+    rig.sh(f"sed -i -e '/^# ERROR: timezone:/d' -e '\\|{BAD_TIMEZONE}|d' {FIRST_BOOT_FILE}", sudo=True)
 
 
 class Writer:
