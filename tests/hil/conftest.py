@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
+import httpx
 import pytest
 
 # labgrid's own `env` fixture, over the app tests' `env` in tests/conftest.py that shares its name.
@@ -38,7 +39,7 @@ def _wait(probe: Any, within: float, what: str) -> Any:
     while time.monotonic() < deadline:
         try:
             result = probe()
-        except (RigError, OSError) as exc:
+        except (RigError, OSError, httpx.HTTPError) as exc:
             last, result = exc, None
         if result:
             return result
@@ -49,7 +50,6 @@ def _wait(probe: Any, within: float, what: str) -> Any:
 
 def wait_ready(rig: Rig, within: float = READY_S) -> dict[str, str]:
     """supervisor runs the app and nginx, and /health answers through nginx."""
-    import httpx
 
     def ready() -> dict[str, str] | None:
         programs = rig.supervisor_status()
