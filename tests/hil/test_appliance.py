@@ -156,7 +156,6 @@ async def test_3_discovery_latency(tuned: Rig) -> None:
     latencies: list[float] = []
     async with rig.web() as client, rig.browser(client) as browser:
         addresses = await beacon_addresses(client, len(rig.beacons))
-        # Which serial port is which address: switch each beacon off and see which one goes.
         for _round in range(DISCOVERY_ROUNDS):
             for beacon in rig.beacons:
                 beacon.command("adv off")
