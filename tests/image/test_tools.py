@@ -61,6 +61,13 @@ def debugfs_cat(filesystem: Path, path: str) -> str:
                           text=True).stdout
 
 
+def extract_partition(image: Path, partition: qemuboot.Partition, dest: Path) -> Path:
+    """One partition of a disk image as a file of its own (debugfs reads ext4 from a file)."""
+    subprocess.run(["dd", f"if={image}", f"of={dest}", "bs=1M", f"skip={partition.start >> 20}",
+                    f"count={partition.size >> 20}", "conv=sparse", "status=none"], check=True)
+    return dest
+
+
 def test_mkimage_makes_a_fat_boot_and_ext4_root_partition_by_label(tmp_path: Path) -> None:
     require_root()
     require_tools("mkfs.vfat", "mcopy", "mkfs.ext4", "sfdisk", "debugfs", "blkid")
@@ -81,9 +88,7 @@ def test_mkimage_makes_a_fat_boot_and_ext4_root_partition_by_label(tmp_path: Pat
     assert blkid(output, root.start)["LABEL"] == "RASPIROOT"
     assert set(qemuboot.boot_files(output)) >= {"config.txt", "overlays"}
     # The root file system keeps /boot/firmware as an empty mount point.
-    root_part = tmp_path / "root.part"
-    subprocess.run(["dd", f"if={output}", f"of={root_part}", "bs=1M", f"skip={root.start >> 20}",
-                    "conv=sparse", "status=none"], check=True)
+    root_part = extract_partition(output, root, tmp_path / "root.part")
     assert debugfs_ls(root_part, "/boot/firmware") == {".", ".."}
     assert debugfs_ls(root_part, "/etc") >= {"hostname"}
     release = debugfs_cat(root_part, "/etc/appliance-release")
@@ -120,9 +125,7 @@ def test_customize_image_keeps_the_bases_partitions_and_boot_files(tmp_path: Pat
         assert blkid(output, boot.start)[key] == blkid(base, boot.start)[key]
     assert blkid(output, root.start)["LABEL"] == "RASPIROOT"
     assert set(qemuboot.boot_files(output)) >= {"config.txt", "overlays"}
-    root_part = tmp_path / "root.part"
-    subprocess.run(["dd", f"if={output}", f"of={root_part}", "bs=1M", f"skip={root.start >> 20}",
-                    "conv=sparse", "status=none"], check=True)
+    root_part = extract_partition(output, root, tmp_path / "root.part")
     # The boot files went back to the FAT, not into the root file system.
     assert debugfs_ls(root_part, "/boot/firmware") == {".", ".."}
     assert "appliance-growroot.service" in debugfs_ls(root_part, "/etc/systemd/system/local-fs.target.wants")
