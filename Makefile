@@ -35,14 +35,14 @@ $(VENDOR_JS): package.json package-lock.json
 	cp node_modules/socket.io-client/dist/socket.io.min.js $@
 
 # The venv is rebuilt when the dependencies change; pip only installs the pinned versions.
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml sim/pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "Python 3.11 or newer is needed: sudo apt-get install python3 python3-venv"; exit 1; }
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || \
 	  { echo "venv is missing: sudo apt-get install python3-venv"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' -e ./sim
 	@touch $@
 
 run: setup $(if $(filter sketch,$(BEACONS)),firmware-sim) ## serve the app at http://$(HOST):$(PORT) (data in ./var, simulated beacons; BEACONS=sketch runs the firmware)
@@ -55,9 +55,9 @@ test: lint pytest firmware-test ## everything that runs in minutes: lint, unit a
 pytest: setup firmware-sim ## the Python tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: setup ## ruff and mypy --strict on the package
-	$(BIN)/ruff check appliance tests firmware/flash.py
-	$(BIN)/mypy appliance
+lint: setup ## ruff, and mypy --strict on the app and the simulation
+	$(BIN)/ruff check appliance sim tests firmware/flash.py
+	$(BIN)/mypy
 	$(BIN)/mypy --strict firmware/flash.py
 
 firmware-test: firmware-sim ## build the beacon sketch on the host and run its unit tests
@@ -98,7 +98,7 @@ constraints: ## re-pin every dependency after changing pyproject.toml
 	rm -rf build/constraints-venv
 	$(PYTHON) -m venv build/constraints-venv
 	build/constraints-venv/bin/pip install --quiet --upgrade pip
-	build/constraints-venv/bin/pip install --quiet '.[dev]'
+	build/constraints-venv/bin/pip install --quiet '.[dev]' ./sim
 	{ echo "# Exact versions for every install (make setup, the image). Regenerate with: make constraints"; \
 	  build/constraints-venv/bin/pip freeze --all --exclude-editable | grep -v -e '^appliance' -e '^setuptools'; } > constraints.txt
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import socketio
@@ -15,7 +14,7 @@ from appliance import __version__
 from appliance.auth import secret_key
 from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock, SystemClock
-from appliance.presence.radio import BleakRadio, Radio
+from appliance.presence.radio import Radio, make_radio
 from appliance.presence.service import PresenceService
 from appliance.relay.service import RelayService
 from appliance.relay.socket import RelayChannels
@@ -56,19 +55,6 @@ class _Auth(QuartAuth):
         # No await between setting and the base class using it, so requests cannot interleave.
         self.cookie_secure = request.is_secure
         return await super().after_request(response)
-
-
-def make_radio(settings: Settings) -> Radio:
-    if settings.radio == "bleak":
-        return BleakRadio(settings.adapter, passive=settings.passive_scan)
-    from appliance.presence.virtual_radio import VirtualRadio
-
-    if settings.virtual_beacon_kind == "sketch":
-        from appliance.presence.sketch_beacon import SIM_BINARY, SketchBeaconFactory
-
-        binary = Path(settings.virtual_beacon_sim) if settings.virtual_beacon_sim else SIM_BINARY
-        return VirtualRadio(settings.virtual_beacons, beacon_factory=SketchBeaconFactory(binary))
-    return VirtualRadio(settings.virtual_beacons)
 
 
 def create_app(

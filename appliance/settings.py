@@ -12,6 +12,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Final
 
@@ -19,7 +20,9 @@ from appliance.errors import ConfigError
 
 SYSTEM_CONFIG: Final = Path("/etc/appliance/appliance.toml")
 ENV_PREFIX: Final = "APPLIANCE_"
-RADIOS: Final = ("bleak", "virtual")
+# Radios besides bleak come from the appliance.radios entry points of other packages: the
+# simulation registers "virtual" (make setup installs it; the image does not).
+RADIO_ENTRY_POINTS: Final = "appliance.radios"
 VIRTUAL_BEACON_KINDS: Final = ("python", "sketch")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -28,8 +31,10 @@ LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 class Settings:
     # Where the database, the session secret and other state live.
     data_dir: Path = Path("var")
-    # bleak: the real adapter through BlueZ; virtual: bumble beacons in the same process.
-    radio: str = "virtual"
+    # bleak: the real adapter through BlueZ. Production is the default: a simulated radio
+    # ("virtual", bumble beacons in this process) only where the simulation is installed and
+    # make run, the tests or a rig ask for it.
+    radio: str = "bleak"
     adapter: str = "hci0"
     # Passive scanning saves the beacons' batteries but needs bluetoothd --experimental.
     passive_scan: bool = False
@@ -108,6 +113,19 @@ def _parse_choice(choices: tuple[str, ...], *, upper: bool = False) -> Callable[
     return parse
 
 
+def _parse_radio(raw: object) -> str:
+    value = _parse_str(raw)
+    if value == "bleak":
+        return value
+    if entry_points(group=RADIO_ENTRY_POINTS, name=value):
+        return value
+    known = ", ".join(["bleak", *sorted(ep.name for ep in entry_points(group=RADIO_ENTRY_POINTS))])
+    msg = f"expected one of {known}"
+    if value == "virtual":
+        msg += " (virtual is the simulation: make setup installs it in a checkout; a Pi has none)"
+    raise ValueError(msg)
+
+
 def _parse_str(raw: object) -> str:
     if not isinstance(raw, str):
         msg = "expected a string"
@@ -135,7 +153,7 @@ def _parse_origins(raw: object) -> tuple[str, ...]:
 
 _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "data_dir": lambda raw: Path(_parse_str(raw)).expanduser(),
-    "radio": _parse_choice(RADIOS),
+    "radio": _parse_radio,
     "adapter": _parse_str,
     "passive_scan": _parse_bool,
     "virtual_beacons": _parse_int(0, 32),

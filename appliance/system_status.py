@@ -1,4 +1,4 @@
-"""What the appliance can say about its own setup: the Cloudflare tunnel and the first-boot file.
+"""What the appliance can say about its own setup: the Cloudflare tunnel, the first-boot file, Bluetooth.
 
 Cheap file checks, done when /status or the dashboard asks; nothing is cached.
 """
@@ -39,10 +39,16 @@ def setup(settings: Settings) -> dict[str, Any]:
             "errors": list(status.get("errors", []))}
 
 
-def notices(settings: Settings) -> list[str]:
-    """Sentences for the dashboard: setup problems a user should act on."""
+def notices(settings: Settings, bluetooth_error: str | None = None) -> list[str]:
+    """Sentences for the dashboard: setup problems a user should act on.
+
+    ``bluetooth_error``: the radio's last error while it is not scanning (no adapter, say).
+    """
     found = [f"First-boot file: {error['key']}: {error['message']}"
              for error in setup(settings)["errors"]]
+    if bluetooth_error:
+        found.append(f"Bluetooth is not scanning, so beacons are not tracked: {bluetooth_error}. "
+                     "The appliance keeps retrying; /status shows the adapter's state.")
     state = tunnel(settings)
     if not (state["installed"] and state["configured"]):
         found.append(str(state["message"]))

@@ -12,7 +12,8 @@ import pytest
 from helpers import PASSWORD, FakeClock, add_user, make_settings, running_server
 
 from appliance.app import create_app
-from appliance.presence.virtual_radio import VirtualRadio, beacon_address
+from appliance_sim.air import beacon_address
+from appliance_sim.radio import VirtualRadio
 
 B1, B2 = beacon_address(1), beacon_address(2)
 

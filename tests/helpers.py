@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -17,6 +18,8 @@ from hypercorn.config import Config
 from appliance.errors import RadioError
 from appliance.presence.model import Advertisement, LinkInfo
 from appliance.settings import Settings
+
+T = TypeVar("T")
 
 ADDR_A = "C0:FF:EE:00:00:01"
 ADDR_B = "C0:FF:EE:00:00:02"
@@ -108,17 +111,19 @@ class InjectableRadio:
 
 
 async def wait_for(
-    predicate: Callable[[], bool | Awaitable[bool]], *, within: float = 5.0, what: str = "condition"
-) -> None:
-    """Wait until ``predicate`` holds, checking often, failing after ``within`` seconds."""
+    predicate: Callable[[], T | Awaitable[T | None] | None], *, within: float = 5.0,
+    what: str = "condition",
+) -> T:
+    """Wait until ``predicate`` gives something true, checking often; that result, or an
+    AssertionError after ``within`` seconds."""
     try:
         async with asyncio.timeout(within):
             while True:
                 result = predicate()
-                if asyncio.iscoroutine(result):
+                if inspect.isawaitable(result):
                     result = await result
                 if result:
-                    return
+                    return result  # type: ignore[return-value]
                 await asyncio.sleep(0.02)
     except TimeoutError:
         raise AssertionError(f"timed out after {within} s waiting for {what}") from None

@@ -16,8 +16,8 @@ from appliance.auth.passwords import PasswordPolicyError, hash_password, verify_
 from appliance.auth.throttle import LoginThrottle
 from appliance.auth.tokens import bearer_token, new_token, token_hash
 from appliance.errors import ConfigError
-from appliance.presence.virtual_radio import VirtualRadio
 from appliance.store.db import Database
+from appliance_sim.radio import VirtualRadio
 
 # (method, rule) pairs anyone may call; everything else needs a login or a token.
 PUBLIC = {("GET", "/health"), ("GET", "/login"), ("POST", "/login"), ("POST", "/api/session"),

@@ -13,7 +13,7 @@ from conftest import Env
 from helpers import add_token, make_png, make_settings, running_server, wait_for
 
 from appliance.app import create_app
-from appliance.presence.virtual_radio import VirtualRadio
+from appliance_sim.radio import VirtualRadio
 
 
 async def publish(*args: str, token: str) -> asyncio.subprocess.Process:

@@ -6,16 +6,31 @@ from pathlib import Path
 
 import pytest
 
+from appliance import settings as settings_module
 from appliance.errors import ConfigError
 from appliance.settings import Settings, load_settings
 
 
-def test_defaults_are_the_embedded_development_setup() -> None:
+def test_defaults_are_production_the_real_adapter_never_the_simulation() -> None:
     settings = load_settings(env={})
     assert settings == Settings()
     assert (settings.data_dir, settings.radio, settings.host, settings.port) == (
-        Path("var"), "virtual", "127.0.0.1", 8000)
+        Path("var"), "bleak", "127.0.0.1", 8000)
     assert settings.reconnect_window_s == 1800
+
+
+def test_the_virtual_radio_is_accepted_where_the_simulation_registers_it() -> None:
+    assert load_settings(env={"APPLIANCE_RADIO": "virtual"}).radio == "virtual"
+
+
+def test_the_virtual_radio_without_the_simulation_installed_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The image's venv: no package registers a radio under appliance.radios.
+    monkeypatch.setattr(settings_module, "entry_points", lambda **_: ())
+    with pytest.raises(ConfigError, match=r"radio='virtual'.*expected one of bleak \(virtual is the "
+                                          r"simulation: make setup installs it"):
+        load_settings(env={"APPLIANCE_RADIO": "virtual"})
 
 
 def test_file_then_environment_then_command_line(tmp_path: Path) -> None:

@@ -17,12 +17,16 @@ import pytest
 from helpers import FakeClock, SerialConsole, lost_recorder, make_settings, wait_for
 
 from appliance.errors import RadioError
-from appliance.presence import protocol, service, virtual_radio
+from appliance.presence import protocol, service
 from appliance.presence.model import Advertisement, BeaconView, LinkInfo, PresenceState
 from appliance.presence.service import PresenceService
-from appliance.presence.sketch_beacon import SketchBeacon, SketchBeaconFactory
-from appliance.presence.virtual_radio import PythonBeacons, VirtualRadio, beacon_address
 from appliance.store.db import Database
+from appliance_sim import air
+from appliance_sim import radio as virtual_radio
+from appliance_sim.air import beacon_address
+from appliance_sim.python_beacon import PythonBeacons
+from appliance_sim.radio import VirtualRadio
+from appliance_sim.sketch_beacon import SketchBeacon, SketchBeaconFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 SIM = ROOT / "firmware" / "build" / "sim" / "beacon-sim"
@@ -98,7 +102,7 @@ class Recorder:
 @pytest.fixture(autouse=True)
 def fast_advertising(monkeypatch: pytest.MonkeyPatch) -> None:
     """20 ms, the shortest legal interval: the same behaviour, five times faster tests."""
-    monkeypatch.setattr(virtual_radio, "ADV_INTERVAL_MS", 20.0)
+    monkeypatch.setattr(air, "ADV_INTERVAL_MS", 20.0)
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from helpers import PASSWORD, add_token, add_user, make_png, make_settings, runn
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from appliance.app import create_app
-from appliance.presence.virtual_radio import VirtualRadio, beacon_address
+from appliance_sim.air import beacon_address
+from appliance_sim.radio import VirtualRadio
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).parent.parent / "build" / "screenshots"

@@ -16,16 +16,14 @@ from bumble.snoop import Snooper
 from helpers import lost_recorder
 
 from appliance.errors import RadioError
-from appliance.presence import protocol, virtual_radio
+from appliance.presence import protocol
 from appliance.presence.model import Advertisement, LinkInfo
-from appliance.presence.virtual_radio import (
-    VirtualBeacon,
-    VirtualController,
-    VirtualLink,
-    VirtualRadio,
-    beacon_address,
-    new_device,
-)
+from appliance_sim import air, python_beacon
+from appliance_sim import radio as virtual_radio
+from appliance_sim.air import beacon_address
+from appliance_sim.controller import VirtualController, VirtualLink, new_device
+from appliance_sim.python_beacon import VirtualBeacon
+from appliance_sim.radio import VirtualRadio
 
 DEADLINE_S = 5.0
 B1, B2, B3 = (beacon_address(beacon_id) for beacon_id in (1, 2, 3))
@@ -75,7 +73,7 @@ class Recorder:
 @pytest.fixture(autouse=True)
 def fast_advertising(monkeypatch: pytest.MonkeyPatch) -> None:
     """20 ms, the shortest legal interval: the same behaviour, five times faster tests."""
-    monkeypatch.setattr(virtual_radio, "ADV_INTERVAL_MS", 20.0)
+    monkeypatch.setattr(air, "ADV_INTERVAL_MS", 20.0)
 
 
 @pytest.fixture
@@ -229,7 +227,7 @@ async def test_drop_fraction_one_silences_a_beacon_until_reset(
 
 
 async def test_beacons_refresh_their_counter(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(virtual_radio, "ADV_REFRESH_S", 0.05)
+    monkeypatch.setattr(python_beacon, "ADV_REFRESH_S", 0.05)
     radio = VirtualRadio(1, seed=7)
     await radio.start()
     rec = Recorder(radio)
@@ -305,7 +303,7 @@ async def test_control_api_rejects_unknown_addresses(radio: VirtualRadio) -> Non
 
 async def test_beacons_report_their_kind_and_their_running_simulation(radio: VirtualRadio) -> None:
     assert {state.kind for state in radio.beacons.values()} == {"python"}
-    assert isinstance(radio.simulation(B1), virtual_radio.VirtualBeacon)
+    assert isinstance(radio.simulation(B1), VirtualBeacon)
     assert radio.simulation(B1).identify_writes == []
 
 

@@ -1,6 +1,7 @@
-"""The Radio protocol and its production implementation on bleak.
+"""The Radio protocol, its production implementation on bleak, and the choice of radio by name.
 
-This is the only module of the appliance that imports bleak.
+This is the only module of the appliance that imports bleak. Other radios (the simulation's
+"virtual") are found by name under the ``appliance.radios`` entry points; none is ever a fallback.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Final, Protocol
 
-from appliance.errors import RadioError
+from appliance.errors import ConfigError, RadioError
 from appliance.presence import protocol
 from appliance.presence.model import Advertisement, LinkInfo
+from appliance.settings import RADIO_ENTRY_POINTS, Settings
 
 if TYPE_CHECKING:
     from bleak.backends.device import BLEDevice
@@ -213,3 +216,15 @@ class BleakRadio:
                 raise RadioError(msg)
         await self.start()
         return "restarted scanner" if step == 0 else f"reset adapter {self._adapter}"
+
+
+def make_radio(settings: Settings) -> Radio:
+    """The radio ``settings.radio`` names: bleak, or one an installed package registers."""
+    if settings.radio == "bleak":
+        return BleakRadio(settings.adapter, passive=settings.passive_scan)
+    found = entry_points(group=RADIO_ENTRY_POINTS, name=settings.radio)
+    if not found:
+        msg = f"radio {settings.radio!r} is not installed here; set radio = \"bleak\" for the adapter"
+        raise ConfigError(msg)
+    factory: Callable[[Settings], Radio] = next(iter(found)).load()
+    return factory(settings)

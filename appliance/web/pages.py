@@ -17,8 +17,11 @@ blueprint = Blueprint("pages", __name__)
 @blueprint.get("/")
 @hide
 async def index() -> str:
+    ctx = services()
+    health = ctx.presence.health
+    bluetooth_error = None if health.scanning else health.last_error
     return await render_template("index.html", user=current_account(), version=__version__,
-                                 notices=system_status.notices(services().settings))
+                                 notices=system_status.notices(ctx.settings, bluetooth_error))
 
 
 @blueprint.get("/settings")

@@ -12,9 +12,8 @@ from typing import Any, Final
 from bumble import core
 
 from appliance.errors import RadioError
-from appliance.presence.virtual_radio import VirtualBeaconState
+from appliance_sim.air import BeaconAir, VirtualBeaconState
 
-from .air import BeaconAir
 from .guest_controller import GuestController
 from .radio_client import LINE_LIMIT, Op
 

@@ -1,7 +1,7 @@
 """The virtual rig guest's Bluetooth controller: a VirtualController whose host is outside this process.
 
 Everything bumble 0.0.236 gets wrong for a Linux host on the far end of a serial port is fixed in
-``VirtualController``/``VirtualLink`` (appliance/presence/virtual_radio.py): LE ACL data tagged with
+``VirtualController``/``VirtualLink`` (appliance_sim/controller.py): LE ACL data tagged with
 the connection's own (here public) address, LE Enhanced Connection Complete when unmasked, RSSI
 from the path model, the advertiser's real scan response. What only an external host needs is here:
 an HCI Reset (the guest boots or re-attaches) and a lost host (QEMU killed: a power cut) put the
@@ -18,7 +18,7 @@ from typing import Any, Final
 from bumble import core, hci, ll
 from bumble.link import LocalLink
 
-from appliance.presence.virtual_radio import LE_EVENT_MASK_DEFAULT, ReceptionModel, VirtualController
+from appliance_sim.controller import LE_EVENT_MASK_DEFAULT, ReceptionModel, VirtualController
 
 _LOGGER = logging.getLogger(__name__)
 

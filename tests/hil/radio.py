@@ -38,11 +38,11 @@ from typing import Final
 from bumble import hci
 
 from appliance.errors import RadioError
-from appliance.presence import virtual_radio
-from appliance.presence.sketch_beacon import SIM_BINARY, SketchBeaconFactory
-from appliance.presence.virtual_radio import BeaconFactory, PythonBeacons
+from appliance_sim import air as sim_air
+from appliance_sim.air import RSSI_DEFAULT_DBM, BeaconAir, BeaconFactory
+from appliance_sim.python_beacon import PythonBeacons
+from appliance_sim.sketch_beacon import SIM_BINARY, SketchBeaconFactory
 
-from .air import RSSI_DEFAULT_DBM, BeaconAir
 from .control import ControlServer
 from .guest_controller import GUEST_PUBLIC_ADDRESS, GuestController
 from .hci_socket import HciSocketServer
@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="beacon-sim for sketch beacons (build: make -C firmware sim)")
     parser.add_argument("--rssi", type=float, default=RSSI_DEFAULT_DBM, help="beacons' mean RSSI")
     parser.add_argument("--seed", type=int, default=None, help="RSSI jitter and loss seed")
-    parser.add_argument("--adv-interval-ms", type=float, default=virtual_radio.ADV_INTERVAL_MS,
+    parser.add_argument("--adv-interval-ms", type=float, default=sim_air.ADV_INTERVAL_MS,
                         help="beacons' advertising interval (20..10240; ArduinoBLE's is 100)")
     parser.add_argument("--address", default=GUEST_PUBLIC_ADDRESS, help="the controller's public address")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -138,7 +138,7 @@ def _announce(hci_server: HciSocketServer, control: ControlServer, air: BeaconAi
 async def run(args: argparse.Namespace) -> int:
     # Read by every beacon as it starts (VirtualBeacon, SketchBeacon): one interval for the rig,
     # set as the unit tests set it (monkeypatch), before any beacon exists.
-    virtual_radio.ADV_INTERVAL_MS = args.adv_interval_ms  # type: ignore[misc]
+    sim_air.ADV_INTERVAL_MS = args.adv_interval_ms  # type: ignore[misc]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -151,6 +151,7 @@ async def run(args: argparse.Namespace) -> int:
     hci_server = HciSocketServer(controller, args.hci_socket)
     control = ControlServer(air, controller, args.control)
     try:
+        await air.start()
         for beacon_id in range(1, args.beacons + 1):
             await air.add(beacon_id, rssi=args.rssi)
         await hci_server.start()
@@ -168,7 +169,7 @@ async def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(TimeoutError):
             await hci_server.close()
         controller.host_lost()
-        await air.close()
+        await air.stop()
     return 0
 
 

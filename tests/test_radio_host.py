@@ -35,15 +35,14 @@ from bumble.snoop import Snooper
 from bumble.transport import open_transport
 from bumble.transport.common import Transport
 from helpers import SerialConsole
+from hil.radio_client import Op, RadioClient, RadioControlError
 
 from appliance.presence import protocol
 from appliance.presence.model import Advertisement
 from appliance.presence.radio import advertisement_from_bleak
-from appliance.presence.virtual_radio import beacon_address
+from appliance_sim.air import beacon_address
 
-from .radio_client import Op, RadioClient, RadioControlError
-
-ROOT: Final = Path(__file__).resolve().parents[2]
+ROOT: Final = Path(__file__).resolve().parents[1]
 SIM: Final = ROOT / "firmware" / "build" / "sim" / "beacon-sim"
 DEADLINE_S: Final = 5.0
 # Python start-up, bumble's import and the beacons (sketch ones are processes) on 2 busy cores.
@@ -423,7 +422,7 @@ async def test_rssi_and_distance_move_a_beacon(radio: Radio, guest: Guest) -> No
 
 
 async def test_bad_requests_are_refused_with_a_reason_and_the_radio_carries_on(radio: Radio) -> None:
-    with pytest.raises(RadioControlError, match="no beacon 9"):
+    with pytest.raises(RadioControlError, match="no virtual beacon 9"):
         await radio.control.set_rssi(9, -70)
     with pytest.raises(RadioControlError, match=r"outside 0\.\.1"):
         await radio.control.drop_fraction(1, 1.5)

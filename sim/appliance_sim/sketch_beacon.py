@@ -27,20 +27,16 @@ from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.link import LocalLink
 
 from appliance.errors import RadioError
-from appliance.presence import protocol, virtual_radio
-from appliance.presence.virtual_radio import (
-    COMMAND_TIMEOUT_S,
-    SimulatedBeacon,
-    VirtualBeaconState,
-    VirtualController,
-    beacon_address,
-    new_device,
-)
+from appliance.presence import protocol
+from appliance_sim import air
+from appliance_sim.air import SimulatedBeacon, VirtualBeaconState, beacon_address
+from appliance_sim.controller import COMMAND_TIMEOUT_S, VirtualController, new_device
 
 _LOGGER = logging.getLogger(__name__)
 
-# Where `make -C firmware sim` puts the simulator in a source checkout (editable install).
-SIM_BINARY: Final = Path(__file__).resolve().parents[2] / "firmware" / "build" / "sim" / "beacon-sim"
+# Where `make -C firmware sim` puts the simulator, from the repository's root (make run, the tests
+# and the rigs run there); anywhere else, name the binary (virtual_beacon_sim, --sim).
+SIM_BINARY: Final = Path("firmware/build/sim/beacon-sim")
 BUILD_HINT: Final = "build it with `make -C firmware sim` (needs g++ and make: sudo apt-get install g++ make)"
 # The variable beacon-sim reads its beacon id from (firmware/sim/sim_id.h).
 BEACON_ID_VARIABLE: Final = "BEACON_SIM_ID"
@@ -53,6 +49,11 @@ STOP_TIMEOUT_S: Final = 5.0
 SERIAL_READ_SIZE: Final = 1024
 # The bridge's spelling of "no bytes".
 _EMPTY: Final = "-"
+
+
+def sim_binary(setting: str) -> Path:
+    """The beacon-sim binary the virtual_beacon_sim setting names (empty: SIM_BINARY)."""
+    return Path(setting).expanduser() if setting else SIM_BINARY
 
 
 def _unhex(text: str) -> bytes:
@@ -319,8 +320,8 @@ class SketchBeacon:
         self._controller = controller
         device = new_device(description.name, self.address, controller)
         # ArduinoBLE's default interval; read at start so tests can shorten it for every beacon.
-        device.advertising_interval_min = virtual_radio.ADV_INTERVAL_MS
-        device.advertising_interval_max = virtual_radio.ADV_INTERVAL_MS
+        device.advertising_interval_min = air.ADV_INTERVAL_MS
+        device.advertising_interval_max = air.ADV_INTERVAL_MS
         for service_uuid, characteristics in description.services:
             device.add_service(Service(service_uuid, [
                 self._characteristic(uuid, properties) for uuid, properties in characteristics
