@@ -59,7 +59,6 @@ class _Auth(QuartAuth):
 
 def create_app(
     settings: Settings, *, radio: Radio | None = None, clock: Clock | None = None,
-    tick_s: float | None = None,
 ) -> Any:
     """The ASGI application. ``radio`` and ``clock`` are injectable for tests."""
     clock = clock or SystemClock()
@@ -92,10 +91,7 @@ def create_app(
     async def startup() -> None:
         db = await Database.open(settings.db_path)
         chosen = radio if radio is not None else make_radio(settings)
-        presence = PresenceService(
-            settings, db, chosen, clock, radio_name=settings.radio,
-            **({"tick_s": tick_s} if tick_s else {}),
-        )
+        presence = PresenceService(settings, db, chosen, clock, radio_name=settings.radio)
         app.extensions["appliance"] = Services(
             settings=settings, clock=clock, db=db, presence=presence,
             relay=RelayService(settings, db, clock),

@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="seconds between frames with --dir (default 10)")
     pub.add_argument("--temphum", metavar="T,H", help="temperature (°C) and humidity (%%)")
     pub.add_argument("--status", metavar="TEXT", help="printer status")
+    pub.add_argument("--max-backoff", type=float, default=30.0, metavar="SECONDS",
+                     help="longest wait between reconnects (default 30; doubling from 1 s)")
     pub.add_argument("--rounds", type=int, help=argparse.SUPPRESS)  # tests: stop after N rounds
 
     first = sub.add_parser("firstboot", help="apply the boot partition's appliance.toml (as root, "
@@ -200,10 +202,14 @@ async def _publish(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         msg = "--interval must be more than 0 seconds"
         raise ApplianceError(msg)
+    if not 0 < args.max_backoff <= 3600:
+        msg = "--max-backoff must be more than 0 and at most 3600 seconds"
+        raise ApplianceError(msg)
     plan = PublishPlan(
         url=args.url, token=token, images=args.image or (), directory=args.dir,
         interval_s=args.interval, temphum=parse_temphum(args.temphum) if args.temphum else None,
         status=args.status, max_attempts=None if args.dir else 5, rounds=args.rounds,
+        backoff_max_s=args.max_backoff,
     )
     return await Publisher(plan, _out).run()
 

@@ -48,7 +48,7 @@ async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[E
     await add_user(tmp_path)
     clock = FakeClock()
     radio = VirtualRadio(2, seed=7)
-    app = create_app(settings, radio=radio, clock=clock, tick_s=0.05)
+    app = create_app(settings, radio=radio, clock=clock)
     async with running_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         yield Env(base, client, radio, clock, tmp_path, app)
 

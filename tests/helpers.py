@@ -26,11 +26,13 @@ ADDR_B = "C0:FF:EE:00:00:02"
 
 
 class FakeClock:
-    """Monotonic and wall time that move only when a test says so."""
+    """Monotonic and wall time that move only when a test says so; its sleepers wake when
+    ``advance`` passes their deadline."""
 
     def __init__(self) -> None:
         self._mono = 10_000.0
         self._wall = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
 
     def monotonic(self) -> float:
         return self._mono
@@ -38,9 +40,28 @@ class FakeClock:
     def wall(self) -> datetime:
         return self._wall
 
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        sleeper = (self._mono + seconds, asyncio.get_running_loop().create_future())
+        self._sleepers.append(sleeper)
+        try:
+            await sleeper[1]
+        finally:
+            self._sleepers.remove(sleeper)
+
     def advance(self, seconds: float) -> None:
         self._mono += seconds
         self._wall += timedelta(seconds=seconds)
+        for deadline, future in self._sleepers:
+            if deadline <= self._mono and not future.done():
+                future.set_result(None)
+
+    @property
+    def sleepers(self) -> int:
+        """How many tasks sleep on this clock now."""
+        return len(self._sleepers)
 
     def restart(self) -> FakeClock:
         """The clock a restarted process sees: same wall time, a different monotonic origin."""
@@ -72,7 +93,7 @@ class InjectableRadio:
         self.links: dict[str, Callable[[str], None]] = {}
         self.refuse: set[str] = set()
         self.connects: list[str] = []
-        self.last_activity: float | None = None
+        self.activity = 0
         self.started = False
 
     async def start(self) -> None:
@@ -83,7 +104,7 @@ class InjectableRadio:
         self.queue.put_nowait(None)
 
     def inject(self, adv: Advertisement) -> None:
-        self.last_activity = asyncio.get_running_loop().time()
+        self.activity += 1
         self.queue.put_nowait(adv)
 
     async def advertisements(self) -> AsyncIterator[Advertisement]:

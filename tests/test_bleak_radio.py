@@ -21,9 +21,9 @@ def _seen(radio: BleakRadio, address: str, *, ours: bool = True, beacon_id: int 
 
 async def test_only_our_beacons_are_queued_but_all_traffic_counts_as_activity() -> None:
     radio = BleakRadio()
-    assert radio.last_activity is None
+    assert radio.activity == 0
     _seen(radio, "11:22:33:44:55:66", ours=False)
-    assert radio.last_activity is not None and radio._queue.empty()
+    assert radio.activity == 1 and radio._queue.empty()
     _seen(radio, "f0:00:00:00:00:07", beacon_id=7)
     adv = radio._queue.get_nowait()
     assert adv is not None and (adv.address, adv.beacon_id, adv.rssi) == ("F0:00:00:00:00:07", 7, -70)

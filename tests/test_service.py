@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -26,8 +26,7 @@ class Rig:
     async def start(self, **kwargs: float) -> PresenceService:
         self.db = await Database.open(self.path)
         self.radio = InjectableRadio()
-        self.service = PresenceService(self.settings, self.db, self.radio, self.clock, tick_s=0.02,
-                                       **kwargs)
+        self.service = PresenceService(self.settings, self.db, self.radio, self.clock, **kwargs)
         await self.service.start()
         return self.service
 
@@ -169,11 +168,54 @@ async def test_stalled_scanning_is_recovered_with_escalating_steps(rig: Rig) -> 
     rig.db = await Database.open(rig.path)
     radio = _FailingRadio()
     rig.radio = radio
-    rig.service = PresenceService(rig.settings, rig.db, radio, rig.clock, tick_s=0.02,
-                                  watchdog_s=0.02, stall_s=0.05)
+    rig.service = PresenceService(rig.settings, rig.db, radio, rig.clock)
     await rig.service.start()
-    await wait_for(lambda: radio.steps[:2] == [0, 1], what="recovery steps 0 then 1")
+
+    def ten_more_seconds_then(done: Callable[[], bool]) -> Callable[[], bool]:
+        def probe() -> bool:
+            rig.clock.advance(10)  # one watchdog period of the fake clock per look
+            return done()
+        return probe
+
+    # 90 s of silence is a stall: restart the scanner (it fails), then reset the adapter.
+    await wait_for(ten_more_seconds_then(lambda: radio.steps[:2] == [0, 1]),
+                   what="recovery steps 0 then 1")
     health = rig.service.health
     assert health.recoveries >= 2
     assert health.last_error == "scanner restart did not help"
     assert health.last_recovery is not None and "reset adapter" in health.last_recovery
+
+
+class _DeadAdapter(InjectableRadio):
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[int] = []
+
+    async def recover(self, step: int) -> str:
+        self.steps.append(step)
+        msg = f"step {step} did not help"
+        raise RadioError(msg)
+
+
+async def test_a_dead_adapter_is_given_up_on_for_ten_minutes_then_tried_again(rig: Rig) -> None:
+    rig.db = await Database.open(rig.path)
+    radio = _DeadAdapter()
+    rig.radio = radio
+    rig.service = PresenceService(rig.settings, rig.db, radio, rig.clock)
+    await rig.service.start()
+    health = rig.service.health
+
+    def after(seconds: float, done: Callable[[], bool]) -> Callable[[], bool]:
+        def probe() -> bool:
+            rig.clock.advance(seconds)
+            return done()
+        return probe
+
+    await wait_for(after(10, lambda: health.state == "failed"), what="recovery given up")
+    assert radio.steps == [0, 1]
+    # It gave up at most one probe (10 s) ago: 9 min 40 s more stay inside the 10-minute pause.
+    rig.clock.advance(580)
+    await wait_for(lambda: rig.clock.sleepers == 3, what="ticker, flusher and watchdog asleep")
+    assert radio.steps == [0, 1] and health.state == "failed"
+    await wait_for(after(10, lambda: radio.steps[2:] == [0]), what="a fresh start after the pause")
+    assert health.recoveries == 3 and health.last_error == "step 0 did not help"

@@ -17,7 +17,7 @@ import pytest
 from helpers import FakeClock, SerialConsole, lost_recorder, make_settings, wait_for
 
 from appliance.errors import RadioError
-from appliance.presence import protocol, service
+from appliance.presence import protocol
 from appliance.presence.model import Advertisement, BeaconView, LinkInfo, PresenceState
 from appliance.presence.service import PresenceService
 from appliance.store.db import Database
@@ -290,13 +290,12 @@ async def test_presence_service_follows_the_sketch_leaving_and_returning_within_
 ) -> None:
     """The HIL scenario "beacon leaves (adv off) and returns within the window", on the sketch."""
     monkeypatch.setattr(virtual_radio, "CONNECT_TIMEOUT_S", 0.3)  # attempts while it is away
-    monkeypatch.setattr(service, "CONNECT_BACKOFF_S", 0.05)
     settings = make_settings(tmp_path)
     clock = FakeClock()
     db = await Database.open(tmp_path / "appliance.db")
     radio = VirtualRadio(0, beacon_factory=SketchBeaconFactory(sim_binary))
     await radio.add_beacon(SKETCH_ID)
-    presence = PresenceService(settings, db, radio, clock, tick_s=0.02)
+    presence = PresenceService(settings, db, radio, clock)
     await presence.start()
 
     def view() -> BeaconView:
@@ -319,8 +318,13 @@ async def test_presence_service_follows_the_sketch_leaving_and_returning_within_
         await wait_for(lambda: view().state is PresenceState.AWAY, what="away")
 
         assert await console.command("adv on") == "ok adv=on"
-        await wait_for(lambda: view().state is PresenceState.CONNECTED and view().linked,
-                       within=10, what="reconnected without a tap")
+
+        def back_after_a_second_more() -> bool:
+            clock.advance(1)  # the connect backoff (5 s doubling) runs on the service's clock
+            return view().state is PresenceState.CONNECTED and view().linked
+
+        await wait_for(back_after_a_second_more, within=10, what="reconnected without a tap")
+        assert view().state is PresenceState.CONNECTED  # well inside the 30-minute window
         assert "connected=yes connections=2" in await console.command("status")
     finally:
         console.close()

@@ -50,8 +50,9 @@ class Radio(Protocol):
         ...
 
     @property
-    def last_activity(self) -> float | None:
-        """Monotonic time of the last advertisement of any device (ours or not)."""
+    def activity(self) -> int:
+        """How many advertisements of any device (ours or not) it has heard: the watchdog
+        tells a quiet room from a stalled scanner by whether this moves."""
         ...
 
     async def connect(self, address: str, on_lost: Callable[[str], None]) -> LinkInfo:
@@ -100,14 +101,14 @@ class BleakRadio:
         self._scanner: object | None = None
         self._devices: dict[str, BLEDevice] = {}
         self._clients: dict[str, object] = {}
-        self._last_activity: float | None = None
+        self._activity = 0
 
     @property
-    def last_activity(self) -> float | None:
-        return self._last_activity
+    def activity(self) -> int:
+        return self._activity
 
     def _on_detection(self, device: BLEDevice, data: AdvertisementData) -> None:
-        self._last_activity = asyncio.get_running_loop().time()
+        self._activity += 1
         adv = advertisement_from_bleak(
             device.address, data.rssi, data.service_uuids, data.manufacturer_data, data.local_name
         )

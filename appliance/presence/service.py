@@ -2,12 +2,12 @@
 
 Writes are batched: state changes reach the database at once, last-seen/RSSI at most every
 ``last_seen_write_s`` per beacon (SD cards wear out; a beacon advertises ten times a second).
+Every wait is on the injected clock, and when to retry is recovery.py's pure policy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -24,6 +24,7 @@ from appliance.presence.model import (
     Unsubscribe,
 )
 from appliance.presence.radio import Radio
+from appliance.presence.recovery import Recovery, RecoveryPolicy, connect_backoff_s
 from appliance.presence.tracker import Tracker, UnknownBeaconError
 from appliance.settings import Settings
 from appliance.store import beacons as beacon_store
@@ -31,18 +32,14 @@ from appliance.store.db import Database
 
 _LOGGER = logging.getLogger(__name__)
 
-# How often timeouts (away, window, forget) are evaluated; a second is finer than any of them.
+# How often timeouts (away, window, forget) and connect backoffs are evaluated; a second is
+# finer than any of them.
 TICK_S: Final = 1.0
-# The scanner counts as stalled after this long without any advertisement from any device.
-SCAN_STALL_S: Final = 90.0
+# How often the watchdog looks at the scanner; stalls are counted in these steps.
 WATCHDOG_S: Final = 10.0
-# Recovery escalates: step 0 restarts the scanner, step 1 resets the adapter. After the last step
-# it waits RECOVERY_GIVE_UP_S before starting over, so a dead adapter is not hammered.
-RECOVERY_STEPS: Final = 2
-RECOVERY_GIVE_UP_S: Final = 600.0
-# Per-beacon connect backoff after a failed attempt: 5 s doubling to 5 minutes.
-CONNECT_BACKOFF_S: Final = 5.0
-CONNECT_BACKOFF_MAX_S: Final = 300.0
+# Last-seen/RSSI due for the SD card are looked for this often (each beacon's own interval is
+# last_seen_write_s).
+FLUSH_CHECK_S: Final = 5.0
 
 Listener = Callable[[str, BeaconView | None], None]
 
@@ -78,16 +75,13 @@ class _Written:
 class PresenceService:
     def __init__(
         self, settings: Settings, db: Database, radio: Radio, clock: Clock, *,
-        tick_s: float = TICK_S, radio_name: str = "virtual", watchdog_s: float = WATCHDOG_S,
-        stall_s: float = SCAN_STALL_S,
+        radio_name: str = "virtual", recovery: RecoveryPolicy | None = None,
     ) -> None:
         self._settings = settings
         self._db = db
         self._radio = radio
         self._clock = clock
-        self._tick_s = tick_s
-        self._watchdog_s = watchdog_s
-        self._stall_s = stall_s
+        self._recovery = recovery or RecoveryPolicy()
         self.radio_name = radio_name
         self.tracker = Tracker(
             away_after=settings.away_after_s, reconnect_window=settings.reconnect_window_s,
@@ -120,8 +114,16 @@ class PresenceService:
         except RadioError as exc:
             _LOGGER.error("Bluetooth radio did not start: %s", exc)
             self.health.state, self.health.last_error = "recovering", str(exc)
-        for coro in (self._consume(), self._ticker(), self._link_manager(), self._flusher(),
-                     self._watchdog()):
+        # Periods count from now, not from when each task first runs: a clock that moves
+        # before the tasks do (a test's) still wakes them.
+        now = self._clock.monotonic()
+        self._recovery.stalled(self._radio.activity, now, expect_silence=True)
+        flush_s = min(FLUSH_CHECK_S, self._settings.last_seen_write_s)
+        for coro in (
+            self._consume(), self._link_manager(),
+            self._periodic(TICK_S, self._tick, now), self._periodic(flush_s, self.flush, now),
+            self._periodic(WATCHDOG_S, self._watch, now),
+        ):
             self._tasks.append(asyncio.create_task(coro))
 
     async def stop(self) -> None:
@@ -251,14 +253,26 @@ class PresenceService:
             except (RadioError, OSError) as exc:  # the watchdog recovers the radio
                 _LOGGER.warning("Advertisement stream failed: %s", exc)
                 self.health.state, self.health.last_error = "recovering", str(exc)
-                await asyncio.sleep(self._tick_s)
+                await self._clock.sleep(TICK_S)
             else:
                 return  # the radio stopped
 
-    async def _ticker(self) -> None:
+    async def _periodic(
+        self, period_s: float, action: Callable[[], Coroutine[Any, Any, None]], start: float
+    ) -> None:
+        """``action`` once every ``period_s`` of the clock from ``start``; once, not many times,
+        after a jump."""
+        due = start + period_s
         while True:
-            await asyncio.sleep(self._tick_s)
-            await self._apply(self.tracker.tick(self._clock.monotonic()))
+            await self._clock.sleep(due - self._clock.monotonic())
+            await action()
+            due += period_s
+            if due <= self._clock.monotonic():  # the clock jumped: carry on from now
+                due = self._clock.monotonic() + period_s
+
+    async def _tick(self) -> None:
+        await self._apply(self.tracker.tick(self._clock.monotonic()))
+        self._links_dirty.set()  # a connect backoff may have run out
 
     async def flush(self, *, force: bool = False) -> None:
         """Write last-seen/RSSI of paired beacons that moved, at most once per interval each."""
@@ -278,21 +292,15 @@ class PresenceService:
         if rows:
             await beacon_store.set_last_seen(self._db, rows)
 
-    async def _flusher(self) -> None:
-        while True:
-            await asyncio.sleep(min(self._tick_s * 5, self._settings.last_seen_write_s))
-            await self.flush()
-
     async def _link_manager(self) -> None:
+        """Starts a connect for every beacon that wants a link and is out of backoff."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._tick_s):
-                    await self._links_dirty.wait()
+            await self._links_dirty.wait()
             self._links_dirty.clear()
-            loop_now = asyncio.get_running_loop().time()
+            now = self._clock.monotonic()
             for address in self.tracker.wants_link():
                 attempt = self._links.setdefault(address, _LinkAttempt())
-                if attempt.task is None and loop_now >= attempt.not_before:
+                if attempt.task is None and now >= attempt.not_before:
                     attempt.task = asyncio.create_task(self._connect(address, attempt))
 
     async def _connect(self, address: str, attempt: _LinkAttempt) -> None:
@@ -300,8 +308,8 @@ class PresenceService:
             info = await self._radio.connect(address, self._on_link_lost)
         except RadioError as exc:
             attempt.failures += 1
-            delay = min(CONNECT_BACKOFF_S * 2 ** (attempt.failures - 1), CONNECT_BACKOFF_MAX_S)
-            attempt.not_before = asyncio.get_running_loop().time() + delay
+            delay = connect_backoff_s(attempt.failures)
+            attempt.not_before = self._clock.monotonic() + delay
             _LOGGER.warning("Connect to %s failed (retry in %.0f s): %s", address, delay, exc)
             return
         finally:
@@ -318,37 +326,30 @@ class PresenceService:
         changes = self.tracker.link_down(address, self._clock.monotonic())
         self._spawn(self._apply(changes))
 
-    async def _watchdog(self) -> None:
-        step = 0
-        since = asyncio.get_running_loop().time()  # silence is counted from here at the earliest
-        while True:
-            await asyncio.sleep(self._watchdog_s)
-            loop_now = asyncio.get_running_loop().time()
-            last = max(self._radio.last_activity or since, since)
-            # Linked beacons stop advertising (the firmware does), so silence with live links
-            # is expected, not a stalled scanner.
-            linked = any(view.linked for view in self.tracker.views())
-            stalled = self.health.state != "ok" or (not linked and loop_now - last > self._stall_s)
-            if not stalled:
-                step = 0
-                continue
-            if step >= RECOVERY_STEPS:
-                self.health.state = "failed"
-                _LOGGER.error("Bluetooth recovery exhausted; next try in %s s", RECOVERY_GIVE_UP_S)
-                await asyncio.sleep(RECOVERY_GIVE_UP_S)
-                step = 0
-                continue
-            self.health.state = "recovering"
-            self.health.recoveries += 1
-            try:
-                done = await self._radio.recover(step)
-            except (RadioError, TimeoutError, OSError) as exc:
-                self.health.last_error = str(exc)
-                _LOGGER.warning("Bluetooth recovery step %s failed: %s", step, exc)
-                step += 1
-                continue
-            self.health.state, self.health.scanning = "ok", True
-            since = asyncio.get_running_loop().time()
-            self.health.last_recovery = f"{self._clock.wall().isoformat()} {done}"
-            _LOGGER.warning("Bluetooth scanning stalled; recovered: %s", done)
-            step += 1
+    async def _watch(self) -> None:
+        """One look of the watchdog: recover a stalled or failed scanner, one step at a time."""
+        policy = self._recovery
+        now = self._clock.monotonic()
+        # Linked beacons stop advertising (the firmware does), so silence with live links
+        # is expected, not a stalled scanner.
+        linked = any(view.linked for view in self.tracker.views())
+        stalled = policy.stalled(self._radio.activity, now, expect_silence=linked)
+        action = policy.decide(healthy=self.health.state == "ok" and not stalled, now=now)
+        if action in (Recovery.NOTHING, Recovery.WAIT):
+            return
+        if action is Recovery.GIVE_UP:
+            self.health.state = "failed"
+            _LOGGER.error("Bluetooth recovery exhausted; next try in %s s", policy.give_up_s)
+            return
+        self.health.state = "recovering"
+        self.health.recoveries += 1
+        try:
+            done = await self._radio.recover(int(action.value))
+        except (RadioError, TimeoutError, OSError) as exc:
+            self.health.last_error = str(exc)
+            _LOGGER.warning("Bluetooth recovery %s failed: %s", action.name, exc)
+            return
+        self.health.state, self.health.scanning = "ok", True
+        policy.recovered(self._clock.monotonic())
+        self.health.last_recovery = f"{self._clock.wall().isoformat()} {done}"
+        _LOGGER.warning("Bluetooth scanning stalled; recovered: %s", done)

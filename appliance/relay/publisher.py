@@ -44,6 +44,9 @@ class PublishPlan:
     status: str | None = None
     max_attempts: int | None = None  # None: keep reconnecting forever (the --dir daemon)
     rounds: int | None = None  # --dir: stop after this many rounds (tests); None = forever
+    # The longest wait between reconnects (--max-backoff): 30 s suits a camera beside a Pi that
+    # reboots; a test or a publisher on the same machine can ask for less.
+    backoff_max_s: float = BACKOFF_MAX_S
 
 
 def parse_temphum(text: str) -> tuple[float, float]:
@@ -66,9 +69,10 @@ class Publisher:
     def __init__(self, plan: PublishPlan, out: Callable[[str], None]) -> None:
         self._plan = plan
         self._out = out
+        first_s = min(BACKOFF_FIRST_S, plan.backoff_max_s)
         self._client = socketio.AsyncClient(
-            reconnection=True, reconnection_delay=BACKOFF_FIRST_S,
-            reconnection_delay_max=BACKOFF_MAX_S, randomization_factor=0.25,
+            reconnection=True, reconnection_delay=first_s,
+            reconnection_delay_max=plan.backoff_max_s, randomization_factor=0.25,
         )
         self._refusal: Any = None
         self._client.on("connect_error", self._on_connect_error)
@@ -77,7 +81,7 @@ class Publisher:
         self._refusal = data
 
     async def _connect(self) -> None:
-        delay, attempt = BACKOFF_FIRST_S, 0
+        delay, attempt = min(BACKOFF_FIRST_S, self._plan.backoff_max_s), 0
         while True:
             attempt += 1
             try:
@@ -96,9 +100,9 @@ class Publisher:
                     msg = f"cannot connect to {self._plan.url} after {attempt} attempts: {reason}"
                     raise PublishError(msg) from None
                 wait = delay * random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not crypto
-                self._out(f"cannot connect ({reason}); retrying in {wait:.0f} s")
+                self._out(f"cannot connect ({reason}); retrying in {wait:.1f} s")
                 await asyncio.sleep(wait)
-                delay = min(delay * 2, BACKOFF_MAX_S)
+                delay = min(delay * 2, self._plan.backoff_max_s)
 
     async def _send(self, event: str, payload: Any, what: str) -> bool:
         """Send one item and wait for its acknowledgement; False if it was not delivered."""
