@@ -33,7 +33,8 @@ Serial console (the board's USB CDC port, SERIAL_BAUD 8N1), one command a line:
                      any other line is a log line ("BLE beacon active", "central connected")
                      printed whenever something happens. Every line ends in REPLY_END (println).
 
-A line longer than MAX_COMMAND_LEN is answered "err line too long".
+A line longer than MAX_COMMAND_LEN is answered "err line too long". The one client of this console
+(flash.py, the HIL rig, the tests, the simulated beacon) is appliance/presence/beacon_serial.py.
 """
 
 from __future__ import annotations
