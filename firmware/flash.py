@@ -8,15 +8,19 @@
 A board running a sketch (USB 2341:805a) is reset into its bootloader (2341:005a) with the
 1200-baud touch; a board already in the bootloader (double-tap reset) is flashed as it is. Then
 Arduino's bossac fork writes the image with the core's arguments (-U -i -e -w FILE -R), or
-`arduino-cli upload` does the whole job, and the board is asked for its id over serial.
+`arduino-cli upload` does the whole job, and the board is asked for its id over serial (with the
+appliance's client of the beacon's serial console, appliance/presence/beacon_serial.py).
 
 The beacon id is compiled in (`make firmware BEACON_ID=n`, one build per id): the firmware keeps an
 id set with the serial command `id <n>` in RAM only, so a serial id would be lost at the next reset.
 
-Exit status: 0 done, 1 pyserial missing, 2 bad arguments, 3 no board, 4 several boards and none
-chosen, 5 the bootloader never appeared, 6 no usable bossac (e.g. Debian's), 7 the upload failed,
-8 the build failed, 9 the board did not answer as expected after flashing. Messages say what to do.
-Runs with the project's venv (.venv/bin/python firmware/flash.py) or python3 + python3-serial.
+Exit status: 0 done, 1 pyserial or the appliance package missing, 2 bad arguments, 3 no board,
+4 several boards and none chosen, 5 the bootloader never appeared, 6 no usable bossac (e.g.
+Debian's), 7 the upload failed, 8 the build failed, 9 the board did not answer as expected after
+flashing. Messages say what to do.
+Runs with the project's venv (make setup; .venv/bin/python firmware/flash.py): it has pyserial and
+the appliance package, whose protocol.py and serial client this script shares with the firmware,
+the HIL rig and the tests.
 """
 
 from __future__ import annotations
@@ -39,7 +43,13 @@ try:
     from serial.tools import list_ports  # type: ignore[import-untyped]
 except ImportError:  # pragma: no cover - depends on the interpreter
     sys.exit("flash.py needs pyserial: run it with the project's venv "
-             "(make setup; .venv/bin/python firmware/flash.py ...) or sudo apt-get install python3-serial")
+             "(make setup; .venv/bin/python firmware/flash.py ...)")
+try:
+    from appliance.presence import protocol
+    from appliance.presence.beacon_serial import READ_POLL_S, BeaconConsole, BeaconSerialError
+except ImportError:  # pragma: no cover - depends on the interpreter
+    sys.exit("flash.py needs the appliance package (the beacon protocol and its serial client): run it "
+             "with the project's venv (make setup; .venv/bin/python firmware/flash.py ...)")
 
 FIRMWARE_DIR: Final = Path(__file__).resolve().parent
 FQBN: Final = "arduino:mbed_nano:nano33ble"
@@ -59,14 +69,9 @@ UPLOAD_TIMEOUT_S: Final = 90.0
 # The first arduino-cli build compiles the whole mbed core: minutes on a Pi.
 BUILD_TIMEOUT_S: Final = 900.0
 VERSION_TIMEOUT_S: Final = 10.0
-# The sketch answers a serial command on its next loop() pass: microseconds. 3 s is "not ours".
-REPLY_TIMEOUT_S: Final = 3.0
-# Lines to skip (log lines such as "BLE beacon active") before a command's reply must have come.
-MAX_LOG_LINES: Final = 20
 # The Nano 33 BLE's upload.maximum_size (boards.txt): flash left for the sketch by the bootloader.
 MAX_IMAGE_BYTES: Final = 983040
 IMAGE_NAME: Final = "beacon.ino.bin"  # arduino-cli's --export-binaries name for beacon/
-BAUD: Final = 115200
 TOUCH_BAUD: Final = 1200
 
 EXIT_OK: Final = 0
@@ -396,19 +401,6 @@ def upload(uploader: Uploader, board: Port, bootloader: Port, image: Path, deps:
     raise FlashError(EXIT_UPLOAD_FAILED, msg)
 
 
-def ask(link: serial.Serial, command: str) -> str:
-    """One serial command to the sketch; its reply line (``ok ...``/``err ...``), or ""."""
-    link.reset_input_buffer()
-    link.write(command.encode() + b"\n")
-    for _ in range(MAX_LOG_LINES):
-        line = str(link.readline().decode(errors="replace")).strip()
-        if not line:
-            return ""  # nothing within REPLY_TIMEOUT_S
-        if line.startswith(("ok ", "err ")):
-            return line
-    return ""
-
-
 def verify(board: Port, others: set[str], expected_id: int | None, deps: Deps) -> None:
     """Waits for the flashed board's sketch on USB and asks it for its version and id."""
 
@@ -426,7 +418,7 @@ def verify(board: Port, others: set[str], expected_id: int | None, deps: Deps) -
     deadline = deps.clock() + APPLICATION_TIMEOUT_S
     while True:  # udev may still be setting the port up
         try:
-            link = serial.Serial(application.device, BAUD, timeout=REPLY_TIMEOUT_S)
+            link = serial.Serial(application.device, protocol.SERIAL_BAUD, timeout=READ_POLL_S)
             break
         except serial.SerialException as exc:
             if deps.clock() >= deadline:
@@ -434,15 +426,23 @@ def verify(board: Port, others: set[str], expected_id: int | None, deps: Deps) -
                        "(sudo usermod -aG dialout $USER, then log in again)")
                 raise FlashError(EXIT_VERIFY_FAILED, msg) from exc
             deps.sleep(POLL_S)
+    terminal = f"python3 -m serial.tools.miniterm {application.device} {protocol.SERIAL_BAUD}"
     with link:
-        version = ask(link, "version")
-        reply = ask(link, "id")
-    expected = "ok id=<n>" if expected_id is None else f"ok id={expected_id}"
-    id_ok = reply.startswith("ok id=") if expected_id is None else reply == expected
-    if not version.startswith("ok firmware=") or not id_ok:
-        terminal = f"python3 -m serial.tools.miniterm {application.device} {BAUD}"
-        msg = (f"{application.device} was flashed but answered {version or 'nothing'!r} to `version` "
-               f"and {reply or 'nothing'!r} to `id` (expected {expected!r}). Look at it with "
+        console = BeaconConsole(link, name=application.device)  # real time, whatever deps.clock says
+        try:
+            version = console.command(protocol.VERB_VERSION)
+            reply = console.command(protocol.VERB_ID)
+        except BeaconSerialError as exc:  # its message ends with how to look at the board
+            msg = f"the board was flashed, but {exc}; --no-verify skips this check"
+            raise FlashError(EXIT_VERIFY_FAILED, msg) from exc
+    answered_id = protocol.reply_fields(reply).get("id", "")
+    if expected_id is None:
+        expected, id_ok = f"{protocol.REPLY_OK}id=<n>", answered_id.isdigit()
+    else:
+        expected, id_ok = f"{protocol.REPLY_OK}id={expected_id}", answered_id == str(expected_id)
+    if "firmware" not in protocol.reply_fields(version) or not id_ok:
+        msg = (f"{application.device} was flashed but answered {version!r} to `version` "
+               f"and {reply!r} to `id` (expected {expected!r}). Look at it with "
                f"`{terminal}` and type status; --no-verify skips this check")
         raise FlashError(EXIT_VERIFY_FAILED, msg)
     deps.out.write(f"  {application.device}: {version}, {reply}\n")

@@ -16,6 +16,8 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from appliance.errors import RadioError
+from appliance.presence import protocol
+from appliance.presence.beacon_serial import READ_POLL_S, BeaconConsole
 from appliance.presence.model import Advertisement, LinkInfo
 from appliance.settings import Settings
 
@@ -238,25 +240,18 @@ def make_jpeg_like(size: int, seed: int = 0) -> bytes:
 
 
 class SerialConsole:
-    """A beacon's serial port opened by path, the way the HIL rig opens a Nano's; one command,
-    one `ok ...`/`err ...` reply (log lines in between are skipped)."""
+    """A beacon's serial port opened by path, the way the HIL rig opens a Nano's: pyserial and the
+    appliance's blocking client (in a thread, off the event loop). ``command()`` returns the
+    ``ok ...`` reply; an ``err ...`` reply raises BeaconRefusedError, silence BeaconSilentError."""
 
     def __init__(self, path: str, deadline_s: float = 5.0) -> None:
         import serial
 
-        self.deadline_s = deadline_s
-        self.port = serial.Serial(path, 115200, timeout=deadline_s)
-        self.port.reset_input_buffer()  # the sketch's log lines from before we opened it
+        self.port = serial.Serial(path, protocol.SERIAL_BAUD, timeout=READ_POLL_S)
+        self.client = BeaconConsole(self.port, name=path, timeout_s=deadline_s)
 
     async def command(self, line: str) -> str:
-        await asyncio.to_thread(self.port.write, line.encode() + b"\r\n")
-        while True:
-            raw = await asyncio.to_thread(self.port.readline)
-            assert raw.endswith(b"\r\n"), (
-                f"no reply to {line!r} within {self.deadline_s} s: {raw!r}")
-            text: str = raw.decode().rstrip("\r\n")
-            if text.startswith(("ok ", "err ")):
-                return text
+        return await asyncio.to_thread(self.client.command, line)
 
     def close(self) -> None:
         self.port.close()

@@ -33,6 +33,8 @@ from typing import Any
 
 import pytest
 
+from appliance.presence import protocol
+
 ROOT = Path(__file__).resolve().parent.parent
 STANDINS = ROOT / "firmware" / "test" / "standins"
 BOSSAC = STANDINS / "bossac"
@@ -81,6 +83,7 @@ class FakeNano:
     location: str | None
     mode: str = "app"  # "app" (sketch running), "gap" (re-enumerating), "boot" (bootloader)
     beacon_id: int = 0  # what the sketch answers to `id`
+    replies: dict[str, str] = field(default_factory=dict)  # other answers, e.g. an `err` reply
     ignores_touch: bool = False
     touched_at_1200: bool = False
     images: list[bytes] = field(default_factory=list)
@@ -144,9 +147,11 @@ class FakeNano:
                 if self._adopt(line):  # arduino-cli upload writes to the application port
                     continue
                 command = line.strip().decode()
-                reply = {"version": "ok firmware=0.1.0 protocol=1",
-                         "id": f"ok id={self.beacon_id}"}.get(command, "err unknown command (try help)")
-                os.write(self.app.master, f"BLE beacon active\r\n{reply}\r\n".encode())
+                replies = {protocol.VERB_VERSION: f"{protocol.REPLY_OK}firmware=0.1.0 protocol=1",
+                           protocol.VERB_ID: f"{protocol.REPLY_OK}id={self.beacon_id}", **self.replies}
+                reply = replies.get(command, f"{protocol.REPLY_ERR}unknown command (try help)")
+                end = protocol.REPLY_END
+                os.write(self.app.master, f"BLE beacon active{end}{reply}{end}".encode())
 
     def close(self) -> None:
         self._stop.set()
@@ -489,6 +494,16 @@ def test_a_board_answering_another_id_than_built_fails_verification(
     assert run.code == 9
     assert "'ok id=3' to `id` (expected 'ok id=7')" in run.err
     assert f"python3 -m serial.tools.miniterm {nano.app.path} 115200" in run.err
+
+
+def test_a_board_refusing_a_command_fails_verification_with_the_firmwares_message(
+    flasher: Flasher, image: Path
+) -> None:
+    nano = flasher.board(replies={"version": "err bluetooth did not start; reset the board"})
+    run = flasher.run(str(image), "--bossac", str(BOSSAC))
+    assert run.code == 9
+    assert f"{nano.app.path} refused 'version': bluetooth did not start; reset the board" in run.err
+    assert "--no-verify skips this check" in run.err
 
 
 @pytest.mark.parametrize(("argv", "problem"), [

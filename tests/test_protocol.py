@@ -80,3 +80,27 @@ def test_other_devices_are_not_mistaken_for_beacons(uuids: list[str], manufactur
     data = _bleak_advertisement(uuids, manufacturer)
     assert advertisement_from_bleak("AA:BB:CC:DD:EE:FF", data.rssi, data.service_uuids,
                                     data.manufacturer_data, data.local_name) is None
+
+
+def test_serial_verbs_are_single_lower_case_words_as_the_firmware_compares_them() -> None:
+    # commands.cpp lower-cases what was typed and compares it with these, word by word.
+    for word in (protocol.VERB_HELP, protocol.VERB_VERSION, protocol.VERB_ID, protocol.VERB_STATUS,
+                 protocol.VERB_ADV, protocol.ADV_ON, protocol.ADV_OFF):
+        assert word.isascii() and word.isalpha() and word == word.lower()
+    assert max(map(len, protocol.COMMAND_USAGES)) <= protocol.MAX_COMMAND_LEN
+    assert protocol.HELP_TEXT == "commands: help, version, id, id <1-65535>, status, adv on, adv off"
+
+
+def test_command_builders_spell_the_commands_help_lists() -> None:
+    assert protocol.adv_command(on=True) in protocol.COMMAND_USAGES
+    assert protocol.adv_command(on=False) == "adv off"
+    assert protocol.set_id_command(65535) == "id 65535"
+    assert len(protocol.set_id_command(65535)) <= protocol.MAX_COMMAND_LEN
+    with pytest.raises(protocol.ProtocolError, match="1-65535"):
+        protocol.set_id_command(0)
+
+
+def test_reply_fields_are_the_key_value_words_after_ok() -> None:
+    assert protocol.reply_fields("ok firmware=0.1.0 protocol=1") == {"firmware": "0.1.0", "protocol": "1"}
+    assert protocol.reply_fields("ok adv=off") == {"adv": "off"}
+    assert protocol.reply_fields(f"ok {protocol.HELP_TEXT}") == {}

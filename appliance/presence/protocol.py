@@ -22,6 +22,19 @@ Manufacturer payload (little-endian):
 Company id 0xFFFF is the Bluetooth SIG's value for "no assigned company" (test/internal use):
 this project owns no company id, so the 128-bit service UUID is what identifies our beacons and
 the manufacturer data only carries the payload. A beacon is recognised only when both are present.
+
+Serial console (the board's USB CDC port, SERIAL_BAUD 8N1), one command a line:
+
+    host -> beacon   a command (COMMAND_USAGES), at most MAX_COMMAND_LEN characters, ended by
+                     CR, LF or CRLF (the beacon accepts all three; hosts send COMMAND_END);
+                     words separated by spaces, ASCII case-insensitive; a blank line is ignored
+    beacon -> host   exactly one reply per command: REPLY_OK + result ("ok id=7") or
+                     REPLY_ERR + what went wrong and what to do ("err usage: id [1-65535]");
+                     any other line is a log line ("BLE beacon active", "central connected")
+                     printed whenever something happens. Every line ends in REPLY_END (println).
+
+A line longer than MAX_COMMAND_LEN is answered "err line too long". The one client of this console
+(flash.py, the HIL rig, the tests, the simulated beacon) is appliance/presence/beacon_serial.py.
 """
 
 from __future__ import annotations
@@ -42,6 +55,29 @@ INFO_LEN: Final = 8
 LEGACY_ADV_MAX: Final = 31
 DEFAULT_LOCAL_NAME: Final = "SG Beacon"
 IDENTIFY_MAX_SECONDS: Final = 30
+
+# -- the serial console -----------------------------------------------------------------------
+# The sketch's Serial.begin(); USB CDC ignores the rate, but a terminal or a USB-UART needs it.
+SERIAL_BAUD: Final = 115200
+COMMAND_END: Final = "\n"
+REPLY_END: Final = "\r\n"  # Arduino's println
+# The firmware's line buffer (LineReader): longer than any valid command ("id 65535" is 8), short
+# enough for the board's RAM; the rest of a longer line is dropped and the line refused.
+MAX_COMMAND_LEN: Final = 40
+REPLY_OK: Final = "ok "
+REPLY_ERR: Final = "err "
+VERB_HELP: Final = "help"
+VERB_VERSION: Final = "version"
+VERB_ID: Final = "id"  # alone: the id; with a number 1-65535: sets it until the next reset
+VERB_STATUS: Final = "status"
+VERB_ADV: Final = "adv"  # with ADV_ON or ADV_OFF
+ADV_ON: Final = "on"
+ADV_OFF: Final = "off"
+# Every command, as `help` lists them.
+COMMAND_USAGES: Final = (VERB_HELP, VERB_VERSION, VERB_ID, f"{VERB_ID} <1-65535>", VERB_STATUS,
+                         f"{VERB_ADV} {ADV_ON}", f"{VERB_ADV} {ADV_OFF}")
+# What `help` answers after REPLY_OK.
+HELP_TEXT: Final = "commands: " + ", ".join(COMMAND_USAGES)
 
 _PAYLOAD = struct.Struct("<BHBH")
 # Info characteristic: protocol version, firmware major/minor/patch, beacon id (u16), reserved u16.
@@ -115,6 +151,25 @@ def advertising_data(payload: BeaconPayload, local_name: str | None = None) -> b
     return data
 
 
+def adv_command(*, on: bool) -> str:
+    """The command that starts (``adv on``) or stops (``adv off``) advertising."""
+    return f"{VERB_ADV} {ADV_ON if on else ADV_OFF}"
+
+
+def set_id_command(beacon_id: int) -> str:
+    """The command that sets the beacon id until the next reset (``id 7``)."""
+    if not 1 <= beacon_id <= 0xFFFF:
+        msg = f"beacon id {beacon_id}: a beacon id is 1-65535"
+        raise ProtocolError(msg)
+    return f"{VERB_ID} {beacon_id}"
+
+
+def reply_fields(reply: str) -> dict[str, str]:
+    """The ``key=value`` words of a reply: ``"ok id=7 adv=on"`` -> ``{"id": "7", "adv": "on"}``."""
+    words = reply.removeprefix(REPLY_OK).split()
+    return dict(word.split("=", 1) for word in words if "=" in word)
+
+
 def scan_response_data(local_name: str) -> bytes:
     name = local_name.encode()[: LEGACY_ADV_MAX - 2]
     return bytes([len(name) + 1, 0x09]) + name
@@ -155,6 +210,20 @@ static const uint8_t INFO_LEN = {INFO_LEN};
 static const uint8_t LEGACY_ADV_MAX = {LEGACY_ADV_MAX};
 static const char DEFAULT_LOCAL_NAME[] = "{DEFAULT_LOCAL_NAME}";
 static const uint8_t IDENTIFY_MAX_SECONDS = {IDENTIFY_MAX_SECONDS};
+
+// The serial console: one command a line, one reply each ("ok ..." or "err ..."); see protocol.py.
+static const uint32_t SERIAL_BAUD = {SERIAL_BAUD}u;
+static const uint8_t MAX_COMMAND_LEN = {MAX_COMMAND_LEN};
+static const char REPLY_OK[] = "{REPLY_OK}";
+static const char REPLY_ERR[] = "{REPLY_ERR}";
+static const char VERB_HELP[] = "{VERB_HELP}";
+static const char VERB_VERSION[] = "{VERB_VERSION}";
+static const char VERB_ID[] = "{VERB_ID}";
+static const char VERB_STATUS[] = "{VERB_STATUS}";
+static const char VERB_ADV[] = "{VERB_ADV}";
+static const char ADV_ON[] = "{ADV_ON}";
+static const char ADV_OFF[] = "{ADV_OFF}";
+static const char HELP_TEXT[] = "{HELP_TEXT}";
 
 struct PayloadVector {{
     uint16_t beacon_id;

@@ -112,7 +112,7 @@ bool startBle() {
 
 void setup() {
     // No `while (!Serial)`: the beacon runs on a battery with no USB host most of the time.
-    Serial.begin(115200);
+    Serial.begin(protocol::SERIAL_BAUD);
     pinMode(LED_BUILTIN, OUTPUT);
     digitalWrite(LED_BUILTIN, LOW);
     glue::bleReady = glue::startBle();

@@ -114,7 +114,7 @@ void Beacon::serialByte(char c, uint32_t nowMs) {
         return;
     }
     if (reader_.overflowed()) {
-        hal_.printLine("err line too long");
+        hal_.printLine(TextLine().add(protocol::REPLY_ERR).add("line too long").text());
         return;
     }
     execute(parseCommand(reader_.line()), nowMs);
@@ -152,35 +152,37 @@ void Beacon::execute(const Command& command, uint32_t nowMs) {
         case CommandKind::Empty:
             return;
         case CommandKind::Invalid:
-            reply.add("err ").add(command.error);
+            reply.add(protocol::REPLY_ERR).add(command.error);
             break;
         case CommandKind::Help:
-            reply.add("ok commands: help, version, id, id <1-65535>, status, adv on, adv off");
+            reply.add(protocol::REPLY_OK).add(protocol::HELP_TEXT);
             break;
         case CommandKind::Version:
-            reply.add("ok firmware=" FIRMWARE_VERSION " protocol=").add(protocol::PROTOCOL_VERSION);
+            reply.add(protocol::REPLY_OK).add("firmware=" FIRMWARE_VERSION " protocol=");
+            reply.add(protocol::PROTOCOL_VERSION);
             break;
         case CommandKind::GetId:
-            reply.add("ok id=").add(id_);
+            reply.add(protocol::REPLY_OK).add("id=").add(id_);
             break;
         case CommandKind::SetId:
             // Kept in RAM until the next reset (see README: -DBEACON_ID=n makes it permanent).
             // INFO and the advertising data both carry the id, so both change now.
             id_ = command.id;
             if (bleReady_ && !publishInfo()) {
-                reply.add("err id=").add(id_);
+                reply.add(protocol::REPLY_ERR).add("id=").add(id_);
                 reply.add(" set but the info characteristic kept the old one");
                 break;
             }
             if (bleReady_ && advWanted_ && !connected_ && !refreshAdvertising(nowMs)) {
-                reply.add("err id=").add(id_).add(" set but advertising failed; retrying");
+                reply.add(protocol::REPLY_ERR).add("id=").add(id_);
+                reply.add(" set but advertising failed; retrying");
                 break;
             }
-            reply.add("ok id=").add(id_);
+            reply.add(protocol::REPLY_OK).add("id=").add(id_);
             break;
         case CommandKind::Status:
             updateUptime(nowMs);
-            reply.add("ok id=").add(id_);
+            reply.add(protocol::REPLY_OK).add("id=").add(id_);
             reply.add(" adv=").add(onOff(advWanted_));
             reply.add(" connected=").add(yesNo(connected_));
             reply.add(" connections=").add(connections_);
@@ -191,16 +193,16 @@ void Beacon::execute(const Command& command, uint32_t nowMs) {
             break;
         case CommandKind::AdvOn:
             if (!bleReady_) {
-                reply.add("err bluetooth did not start; reset the board");
+                reply.add(protocol::REPLY_ERR).add("bluetooth did not start; reset the board");
                 break;
             }
             advWanted_ = true;
             // Already on (or connected, which ends in advertising again): nothing to do.
             if (!connected_ && !advAnnounced_ && !refreshAdvertising(nowMs)) {
-                reply.add("err advertising failed; retrying");
+                reply.add(protocol::REPLY_ERR).add("advertising failed; retrying");
                 break;
             }
-            reply.add("ok adv=on");
+            reply.add(protocol::REPLY_OK).add("adv=on");
             break;
         case CommandKind::AdvOff:
             advWanted_ = false;
@@ -214,7 +216,7 @@ void Beacon::execute(const Command& command, uint32_t nowMs) {
                 // ArduinoBLE raises no BLEDisconnected event for a disconnect we asked for.
                 connected_ = false;
             }
-            reply.add("ok adv=off");
+            reply.add(protocol::REPLY_OK).add("adv=off");
             break;
     }
     hal_.printLine(reply.text());

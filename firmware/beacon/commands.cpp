@@ -42,7 +42,7 @@ struct Word {
     size_t length;
 };
 
-// Does the word equal `expected` (lower case)?
+// Does the word equal `expected` (lower case, as protocol.h spells the verbs)?
 bool is(const Word& word, const char* expected) {
     size_t i = 0;
     for (; i < word.length; ++i) {
@@ -112,16 +112,16 @@ Command parseCommand(const char* line) {
         return make(CommandKind::Empty);
     }
     const Word& name = words[0];
-    if (is(name, "help") && count == 1) {
+    if (is(name, protocol::VERB_HELP) && count == 1) {
         return make(CommandKind::Help);
     }
-    if (is(name, "version") && count == 1) {
+    if (is(name, protocol::VERB_VERSION) && count == 1) {
         return make(CommandKind::Version);
     }
-    if (is(name, "status") && count == 1) {
+    if (is(name, protocol::VERB_STATUS) && count == 1) {
         return make(CommandKind::Status);
     }
-    if (is(name, "id")) {
+    if (is(name, protocol::VERB_ID)) {
         if (count == 1) {
             return make(CommandKind::GetId);
         }
@@ -131,16 +131,17 @@ Command parseCommand(const char* line) {
         }
         return invalid("usage: id [1-65535]");
     }
-    if (is(name, "adv")) {
-        if (count == 2 && is(words[1], "on")) {
+    if (is(name, protocol::VERB_ADV)) {
+        if (count == 2 && is(words[1], protocol::ADV_ON)) {
             return make(CommandKind::AdvOn);
         }
-        if (count == 2 && is(words[1], "off")) {
+        if (count == 2 && is(words[1], protocol::ADV_OFF)) {
             return make(CommandKind::AdvOff);
         }
         return invalid("usage: adv on|off");
     }
-    if (is(name, "help") || is(name, "version") || is(name, "status")) {
+    if (is(name, protocol::VERB_HELP) || is(name, protocol::VERB_VERSION) ||
+        is(name, protocol::VERB_STATUS)) {
         return invalid("takes no arguments");
     }
     return invalid("unknown command (try help)");

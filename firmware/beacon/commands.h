@@ -4,12 +4,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "protocol.h"
+
 namespace fw {
 
 // Collects serial bytes into lines. CR, LF and CRLF all end a line, so any terminal works.
+// The grammar (verbs, limits, reply prefixes) is protocol.h, generated from protocol.py.
 class LineReader {
 public:
-    static const size_t MAX_LINE = 40;  // longer than any valid command; the rest is dropped
+    // Longer than any valid command; the rest is dropped.
+    static const size_t MAX_LINE = protocol::MAX_COMMAND_LEN;
 
     LineReader();
 
@@ -29,7 +33,7 @@ private:
 
 enum class CommandKind : uint8_t {
     Empty,    // blank line: no reply
-    Invalid,  // reply "err <error>"
+    Invalid,  // reply REPLY_ERR + error
     Help,
     Version,
     GetId,
@@ -42,7 +46,7 @@ enum class CommandKind : uint8_t {
 struct Command {
     CommandKind kind;
     uint16_t id;        // SetId only
-    const char* error;  // Invalid only: the reason, without the "err " prefix
+    const char* error;  // Invalid only: the reason, without the REPLY_ERR prefix
 };
 
 // Parses one line: words separated by spaces or tabs, ASCII case-insensitive.

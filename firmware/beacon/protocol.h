@@ -17,6 +17,20 @@ static const uint8_t LEGACY_ADV_MAX = 31;
 static const char DEFAULT_LOCAL_NAME[] = "SG Beacon";
 static const uint8_t IDENTIFY_MAX_SECONDS = 30;
 
+// The serial console: one command a line, one reply each ("ok ..." or "err ..."); see protocol.py.
+static const uint32_t SERIAL_BAUD = 115200u;
+static const uint8_t MAX_COMMAND_LEN = 40;
+static const char REPLY_OK[] = "ok ";
+static const char REPLY_ERR[] = "err ";
+static const char VERB_HELP[] = "help";
+static const char VERB_VERSION[] = "version";
+static const char VERB_ID[] = "id";
+static const char VERB_STATUS[] = "status";
+static const char VERB_ADV[] = "adv";
+static const char ADV_ON[] = "on";
+static const char ADV_OFF[] = "off";
+static const char HELP_TEXT[] = "commands: help, version, id, id <1-65535>, status, adv on, adv off";
+
 struct PayloadVector {
     uint16_t beacon_id;
     uint8_t counter;

@@ -33,7 +33,8 @@ std::string command(const std::string& line) {
     int replies = 0;
     lastLog.clear();
     for (const std::string& printed : lines(fake_arduino::takeSerialOutput())) {
-        if (printed.compare(0, 3, "ok ") == 0 || printed.compare(0, 4, "err ") == 0) {
+        if (printed.compare(0, strlen(protocol::REPLY_OK), protocol::REPLY_OK) == 0 ||
+            printed.compare(0, strlen(protocol::REPLY_ERR), protocol::REPLY_ERR) == 0) {
             reply = printed;
             ++replies;
         } else {

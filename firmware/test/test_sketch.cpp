@@ -27,7 +27,7 @@ std::string status() { return command("status"); }
 TEST(boot_starts_advertising) {
     const std::string out = boot();
     CHECK(driver::contains(out, "BLE beacon active"));
-    CHECK_EQ(fake_arduino::serialBaud(), 115200ul);
+    CHECK_EQ(fake_arduino::serialBaud(), static_cast<unsigned long>(protocol::SERIAL_BAUD));
     CHECK(fake_arduino::pinModeOf(LED) == OUTPUT);
     CHECK(fake_arduino::pinLevel(LED) == LOW);
     CHECK(fake_ble::advertising());

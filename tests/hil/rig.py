@@ -22,9 +22,14 @@ import httpx
 import serial
 import socketio
 
+from appliance.presence import protocol
+from appliance.presence.beacon_serial import READ_POLL_S, BeaconConsole, BeaconSerialError
+
 T = TypeVar("T")
 
 SSH_TIMEOUT_S: Final = 120.0
+# The virtual rig's beacons are beacon-sim under sanitizers on a loaded host: more than the
+# client's default.
 SERIAL_REPLY_S: Final = 5.0
 
 
@@ -52,27 +57,21 @@ async def until(probe: Callable[[], Awaitable[T | None]], within: float, what: s
 
 @dataclass
 class BeaconSerial:
-    """A beacon's USB serial console: the sketch's line protocol (adv on|off, version, status)."""
+    """A beacon's USB serial console: the sketch's line protocol (adv on|off, version, status),
+    spoken by the appliance's client (appliance/presence/beacon_serial.py)."""
 
     port: str
 
     def command(self, line: str) -> str:
-        """Send one command; its ``ok ...`` reply (RigError on ``error ...`` or silence)."""
-        with serial.Serial(self.port, 115200, timeout=0.2) as console:
-            console.reset_input_buffer()
-            console.write(line.encode() + b"\n")
-            deadline = time.monotonic() + SERIAL_REPLY_S
-            buffer = b""
-            while time.monotonic() < deadline:
-                buffer += console.read(256)
-                for reply in buffer.decode(errors="replace").splitlines():
-                    if reply.startswith("ok"):
-                        return reply
-                    if reply.startswith("error"):
-                        msg = f"{self.port}: {line!r} -> {reply!r}"
-                        raise RigError(msg)
-        msg = f"{self.port}: no reply to {line!r} within {SERIAL_REPLY_S} s (got {buffer!r})"
-        raise RigError(msg)
+        """Send one command; its ``ok ...`` reply line.
+
+        RigError on an ``err ...`` reply (with the firmware's reason) or on silence.
+        """
+        with serial.Serial(self.port, protocol.SERIAL_BAUD, timeout=READ_POLL_S) as link:
+            try:
+                return BeaconConsole(link, name=self.port, timeout_s=SERIAL_REPLY_S).command(line)
+            except BeaconSerialError as exc:
+                raise RigError(str(exc)) from exc
 
 
 @dataclass
