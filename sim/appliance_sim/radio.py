@@ -78,14 +78,14 @@ class VirtualRadio:
         self._seen: dict[str, hci.Address] = {}
         self._links: dict[str, _Link] = {}
         self._queue: asyncio.Queue[Advertisement | None] = asyncio.Queue(QUEUE_SIZE)
-        self._last_activity: float | None = None
+        self._activity = 0
         self._connect_lock = asyncio.Lock()  # bumble (like a controller) makes one at a time
 
     # -- Radio protocol -------------------------------------------------------------------
 
     @property
-    def last_activity(self) -> float | None:
-        return self._last_activity
+    def activity(self) -> int:
+        return self._activity
 
     async def start(self) -> None:
         if self._device is not None:
@@ -253,7 +253,7 @@ class VirtualRadio:
             await self._require_device().start_scanning(legacy=True, active=True)
 
     def _on_advertisement(self, adv: BumbleAdvertisement) -> None:
-        self._last_activity = asyncio.get_running_loop().time()
+        self._activity += 1
         data = adv.data
         uuids = data.get_all(data.Type.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS)
         names = data.get_all(data.Type.COMPLETE_LOCAL_NAME)
