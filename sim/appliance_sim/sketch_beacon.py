@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import termios
 import tty
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -28,6 +27,7 @@ from bumble.link import LocalLink
 
 from appliance.errors import RadioError
 from appliance.presence import protocol
+from appliance.presence.beacon_serial import AsyncBeaconConsole, BeaconSerialError, format_command
 from appliance_sim import air
 from appliance_sim.air import SimulatedBeacon, VirtualBeaconState, beacon_address
 from appliance_sim.controller import COMMAND_TIMEOUT_S, VirtualController, new_device
@@ -46,7 +46,6 @@ START_TIMEOUT_S: Final = 5.0
 SERIAL_TIMEOUT_S: Final = 2.0
 # beacon-sim exits as soon as its stdin closes (LeakSanitizer's check at exit takes ~0.1 s).
 STOP_TIMEOUT_S: Final = 5.0
-SERIAL_READ_SIZE: Final = 1024
 # The bridge's spelling of "no bytes".
 _EMPTY: Final = "-"
 
@@ -126,8 +125,7 @@ class SketchBeacon:
         self._link = link
         self._process: asyncio.subprocess.Process | None = None
         self._serial_fd: int | None = None
-        self._serial_buffer = b""
-        self._serial_lock = asyncio.Lock()
+        self._console: AsyncBeaconConsole | None = None
         self._device: Device | None = None
         self._controller: VirtualController | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -158,9 +156,13 @@ class SketchBeacon:
         tty.setraw(self._serial_fd)
         os.set_blocking(self._serial_fd, False)
         self.serial_path = os.ttyname(self._serial_fd)
+        self._console = AsyncBeaconConsole.for_fd(
+            self._serial_fd, name=f"sketch beacon {self.beacon_id}", timeout_s=SERIAL_TIMEOUT_S,
+            hint="see beacon-sim's messages in the log",
+        )
         if not present:
             # Read on the sketch's first pass: the beacon never goes on air.
-            os.write(self._serial_fd, b"adv off\n")
+            os.write(self._serial_fd, format_command(protocol.adv_command(on=False)))
         try:
             self._process = await asyncio.create_subprocess_exec(
                 str(self.binary), "--serial-fd", str(master),
@@ -178,10 +180,9 @@ class SketchBeacon:
             async with asyncio.timeout(START_TIMEOUT_S):
                 description = await self._read_description()
             await self._power_on(description)
-            if not present:
-                async with asyncio.timeout(SERIAL_TIMEOUT_S):
-                    await self._reply()  # "ok adv=off" to the line typed before the start
-        except (TimeoutError, ValueError, EOFError) as exc:
+            if not present:  # "ok adv=off" to the line typed before the start
+                await self._console.read_reply(protocol.adv_command(on=False))
+        except (TimeoutError, ValueError, EOFError, BeaconSerialError) as exc:
             msg = (f"sketch beacon {self.beacon_id} did not start ({exc!r}); see beacon-sim's "
                    f"messages in the log, or rebuild it: make -C firmware sim")
             raise RadioError(msg) from exc
@@ -191,11 +192,7 @@ class SketchBeacon:
 
     async def set_present(self, *, present: bool) -> None:
         """What the HIL rig does: ``adv on`` / ``adv off`` on the serial port."""
-        line = "adv on" if present else "adv off"
-        reply = await self.command(line)
-        if not reply.startswith("ok "):
-            msg = f"sketch beacon {self.beacon_id} answered {reply!r} to {line!r}; see its serial log"
-            raise RadioError(msg)
+        await self.command(protocol.adv_command(on=present))
 
     async def close(self) -> None:
         self._closing = True
@@ -227,6 +224,7 @@ class SketchBeacon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._console = None
         if self._serial_fd is not None:
             os.close(self._serial_fd)
             self._serial_fd = None
@@ -234,55 +232,16 @@ class SketchBeacon:
     # -- serial port ----------------------------------------------------------------------
 
     async def command(self, line: str) -> str:
-        """Type ``line`` at the sketch's serial port; its reply (``ok ...`` or ``err ...``)."""
-        fd = self._serial_fd
-        if fd is None or not self.running:
+        """Type ``line`` at the sketch's serial port; its ``ok ...`` reply. RadioError when the
+        sketch refuses it (``err ...``, with the sketch's reason) or does not answer."""
+        console = self._console
+        if console is None or not self.running:
             msg = f"sketch beacon {self.beacon_id} is not running; start the virtual radio first"
             raise RadioError(msg)
-        async with self._serial_lock:
-            termios.tcflush(fd, termios.TCIFLUSH)  # log lines nobody read
-            self._serial_buffer = b""
-            os.write(fd, line.encode() + b"\n")
-            try:
-                async with asyncio.timeout(SERIAL_TIMEOUT_S):
-                    return await self._reply()
-            except TimeoutError as exc:
-                msg = f"sketch beacon {self.beacon_id} did not answer {line!r}; see the log"
-                raise RadioError(msg) from exc
-
-    async def _reply(self) -> str:
-        while True:
-            text = (await self._serial_line()).decode(errors="replace")
-            if text.startswith(("ok ", "err ")):
-                return text
-            _LOGGER.debug("Sketch beacon %s serial: %s", self.beacon_id, text)
-
-    async def _serial_line(self) -> bytes:
-        fd = self._serial_fd
-        if fd is None:
-            msg = f"sketch beacon {self.beacon_id} has no serial port; it is closed"
-            raise RadioError(msg)
-        while b"\n" not in self._serial_buffer:
-            await self._readable(fd)
-            with contextlib.suppress(BlockingIOError):
-                self._serial_buffer += os.read(fd, SERIAL_READ_SIZE)
-        line, _, self._serial_buffer = self._serial_buffer.partition(b"\n")
-        return line.rstrip(b"\r")
-
-    @staticmethod
-    async def _readable(fd: int) -> None:
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            if not ready.done():  # the callback may run again before this task resumes
-                ready.set_result(None)
-
-        loop.add_reader(fd, wake)
         try:
-            await ready
-        finally:
-            loop.remove_reader(fd)
+            return await console.command(line)
+        except BeaconSerialError as exc:
+            raise RadioError(str(exc)) from exc
 
     # -- the bridge -----------------------------------------------------------------------
 
