@@ -20,7 +20,7 @@ STAMP := $(VENV)/.installed
 VENDOR := appliance/web/static/vendor
 VENDOR_JS := $(VENDOR)/socket.io.min.js
 
-.PHONY: help setup run test pytest lint bench firmware-test firmware-size firmware firmware-sim flash \
+.PHONY: help system-packages setup run test pytest lint bench firmware-test firmware-size firmware firmware-sim flash \
   wheel hil-test constraints clean
 
 help: ## list the targets
@@ -50,9 +50,12 @@ run: setup $(if $(filter sketch,$(BEACONS)),firmware-sim) ## serve the app at ht
 	APPLIANCE_DATA_DIR=$(DATA_DIR) APPLIANCE_RADIO=virtual APPLIANCE_VIRTUAL_BEACON_KIND=$(BEACONS) \
 	  $(BIN)/appliance serve --host $(HOST) --port $(PORT)
 
-test: lint pytest firmware-test ## everything that runs in minutes: lint, unit and integration tests, firmware
+system-packages: ## the Debian packages make test needs (system-packages/test.txt): installed as root, else the apt-get line
+	@tools/apt-needs test
 
-pytest: setup firmware-sim ## the Python tests
+test: system-packages lint pytest firmware-test ## everything that runs in minutes: lint, unit and integration tests, firmware
+
+pytest: system-packages setup firmware-sim ## the Python tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff, and mypy --strict on the app and the simulation

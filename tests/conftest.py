@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,25 @@ from appliance_sim.air import beacon_address
 from appliance_sim.radio import VirtualRadio
 
 B1, B2 = beacon_address(1), beacon_address(2)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def sim_binary() -> Path:
+    """make -C firmware sim; a machine that cannot build it fails here, saying what to install."""
+    install = "sudo apt-get install make g++"
+    if shutil.which("make") is None:
+        pytest.fail(f"the sketch beacon tests build the firmware for the host with make: {install}",
+                    pytrace=False)
+    result = subprocess.run(["make", "-C", "firmware", "sim"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, check=False)
+    if result.returncode != 0:
+        cause = "g++ is not installed" if shutil.which("g++") is None else "the build failed"
+        pytest.fail(f"`make -C firmware sim` failed: {cause}. The sketch beacon tests need the "
+                    f"firmware built for the host ({install}).\n{result.stderr[-3000:]}",
+                    pytrace=False)
+    return ROOT / "firmware" / "build" / "sim" / "beacon-sim"
+
 
 
 @dataclass
@@ -43,11 +64,13 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
-    overrides = getattr(request, "param", {})
+    # Indirect parameters: settings, and "beacons" (2 by default; 0 for tests that need quiet).
+    overrides = dict(getattr(request, "param", {}))
+    beacons = overrides.pop("beacons", 2)
     settings = make_settings(tmp_path, **overrides)
     await add_user(tmp_path)
     clock = FakeClock()
-    radio = VirtualRadio(2, seed=7)
+    radio = VirtualRadio(beacons, seed=7)
     app = create_app(settings, radio=radio, clock=clock)
     async with running_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         yield Env(base, client, radio, clock, tmp_path, app)

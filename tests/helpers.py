@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,8 +62,8 @@ class FakeClock:
 
     @property
     def sleepers(self) -> int:
-        """How many tasks sleep on this clock now."""
-        return len(self._sleepers)
+        """How many tasks sleep on this clock now (woken ones that have not run yet do not)."""
+        return sum(not future.done() for _deadline, future in self._sleepers)
 
     def restart(self) -> FakeClock:
         """The clock a restarted process sees: same wall time, a different monotonic origin."""
@@ -150,6 +150,15 @@ async def wait_for(
                 await asyncio.sleep(0.02)
     except TimeoutError:
         raise AssertionError(f"timed out after {within} s waiting for {what}") from None
+
+
+def free_port() -> int:
+    """A loopback TCP port free at this moment, for a server in another process that must be
+    told its port (nginx, `appliance serve`). In-process servers keep their bound socket
+    instead (running_server), so nothing can take the port in between."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -255,6 +264,63 @@ class SerialConsole:
 
     def close(self) -> None:
         self.port.close()
+
+
+class AdvertisementLog:
+    """Our beacons' advertisements as a listener heard them, in order; tests wait on it.
+
+    Fed by ``add`` (a bumble host's callback) or by ``listening_to`` a Radio's stream.
+    """
+
+    def __init__(self, deadline_s: float = 5.0) -> None:
+        self.ads: list[Advertisement] = []
+        self.deadline_s = deadline_s
+        self.task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    @classmethod
+    def listening_to(cls, ads: AsyncIterator[Advertisement]) -> AdvertisementLog:
+        log = cls()
+        log.task = asyncio.create_task(log._consume(ads))
+        return log
+
+    async def _consume(self, ads: AsyncIterator[Advertisement]) -> None:
+        async for adv in ads:
+            self.add(adv)
+        self._changed.set()
+
+    @property
+    def ended(self) -> bool:
+        return self.task is not None and self.task.done()
+
+    def add(self, adv: Advertisement) -> None:
+        self.ads.append(adv)
+        self._changed.set()
+
+    def mark(self) -> int:
+        return len(self.ads)
+
+    def since(self, mark: int, address: str) -> list[Advertisement]:
+        return [adv for adv in self.ads[mark:] if adv.address == address]
+
+    async def wait(self, predicate: Callable[[], bool], deadline_s: float | None = None) -> None:
+        """Until ``predicate()`` holds, checked after every advertisement."""
+        async with asyncio.timeout(deadline_s or self.deadline_s):
+            while not predicate():
+                assert not self.ended, "advertisements ended while waiting"
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_for(self, address: str, count: int = 1, mark: int = 0) -> None:
+        await self.wait(lambda: len(self.since(mark, address)) >= count)
+
+    async def assert_silent(self, address: str, others: Sequence[str]) -> None:
+        """``address`` sends nothing while every other beacon advertises three times."""
+        settle = self.mark()  # first let whatever was in flight land: one round of the others
+        await self.wait(lambda: all(self.since(settle, other) for other in others))
+        start = self.mark()
+        await self.wait(lambda: all(len(self.since(start, other)) >= 3 for other in others))
+        assert self.since(start, address) == []
 
 
 def lost_recorder() -> tuple[list[str], Callable[[str], None], asyncio.Event]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -100,21 +99,20 @@ def test_bad_setting_stops_with_one_line(tmp_path: Path, env: dict[str, str], ex
 
 
 async def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    # No settings but the data directory: production defaults, the real adapter (none here).
+    sock = tmp_path / "app.sock"
     (tmp_path / "none.toml").touch()
     env = {**os.environ, "APPLIANCE_DATA_DIR": str(tmp_path / "data"),
-           "APPLIANCE_CONFIG": str(tmp_path / "none.toml"), "APPLIANCE_VIRTUAL_BEACONS": "1"}
+           "APPLIANCE_CONFIG": str(tmp_path / "none.toml")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "appliance", "serve", "--port", str(port), env=env,
+        sys.executable, "-m", "appliance", "serve", "--unix-socket", str(sock), env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(sock))) as client:
 
             async def healthy() -> bool:
                 try:
-                    return (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200
+                    return (await client.get("http://appliance/health")).status_code == 200
                 except httpx.TransportError:
                     return False
 

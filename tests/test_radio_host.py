@@ -18,12 +18,10 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,11 +32,10 @@ from bumble.device import Connection, Device, Peer
 from bumble.snoop import Snooper
 from bumble.transport import open_transport
 from bumble.transport.common import Transport
-from helpers import SerialConsole
+from helpers import AdvertisementLog, SerialConsole
 from hil.radio_client import Op, RadioClient, RadioControlError
 
 from appliance.presence import protocol
-from appliance.presence.model import Advertisement
 from appliance.presence.radio import advertisement_from_bleak
 from appliance_sim.air import beacon_address
 
@@ -62,21 +59,6 @@ DISCONNECT_BUDGET_S: Final = 2.0
 LINUX_LE_EVENT_MASK: Final = bytes([0x7F, 0x06, 0x08, 0, 0, 0, 0, 0])
 RSSI_MEAN: Final = -60
 B1, B2, B3 = (beacon_address(beacon_id) for beacon_id in (1, 2, 3))
-
-
-@pytest.fixture(scope="session")
-def sim_binary() -> Path:
-    """make -C firmware sim; a machine that cannot build it fails here, saying what to install."""
-    install = "sudo apt-get install make g++"
-    if shutil.which("make") is None:
-        pytest.fail(f"the sketch beacons are the firmware built for the host with make: {install}",
-                    pytrace=False)
-    result = subprocess.run(["make", "-C", "firmware", "sim"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=600, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"`make -C firmware sim` failed ({install}):\n{result.stderr[-3000:]}",
-                    pytrace=False)
-    return SIM
 
 
 # -- the radio process ------------------------------------------------------------------------
@@ -162,15 +144,14 @@ class EventLog(Snooper):
                 await self.changed.wait()
 
 
-class Guest:
+class Guest(AdvertisementLog):
     """A bumble host on the radio's HCI socket in BlueZ's place (see the module docstring)."""
 
     def __init__(self, transport: Transport, device: Device, log: EventLog) -> None:
+        super().__init__(DEADLINE_S)
         self.transport = transport
         self.device = device
         self.log = log
-        self.ads: list[Advertisement] = []
-        self._changed = asyncio.Event()
         device.on(Device.EVENT_ADVERTISEMENT, self._on_advertisement)
 
     @classmethod
@@ -205,31 +186,7 @@ class Guest:
             dict(data.get_all(data.Type.MANUFACTURER_SPECIFIC_DATA)), names[0] if names else None,
         )
         if recognised is not None:
-            self.ads.append(recognised)
-            self._changed.set()
-
-    def mark(self) -> int:
-        return len(self.ads)
-
-    def since(self, mark: int, address: str) -> list[Advertisement]:
-        return [adv for adv in self.ads[mark:] if adv.address == address]
-
-    async def wait(self, predicate: Callable[[], bool], deadline_s: float = DEADLINE_S) -> None:
-        async with asyncio.timeout(deadline_s):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
-
-    async def wait_for(self, address: str, count: int = 1, mark: int = 0) -> None:
-        await self.wait(lambda: len(self.since(mark, address)) >= count)
-
-    async def assert_silent(self, address: str, others: Sequence[str]) -> None:
-        """``address`` sends nothing while every other beacon advertises three times."""
-        settle = self.mark()  # first let whatever was in flight land: one round of the others
-        await self.wait(lambda: all(self.since(settle, other) for other in others))
-        start = self.mark()
-        await self.wait(lambda: all(len(self.since(start, other)) >= 3 for other in others))
-        assert self.since(start, address) == []
+            self.add(recognised)
 
     async def connect(self, address: str) -> Connection:
         """Connect from the PUBLIC address and wait, as Linux does, for the enhanced event."""

@@ -117,6 +117,7 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.parametrize("env", [{"beacons": 0}], indirect=True)  # no presence2v among the events
 @pytest.mark.parametrize(("event", "payload", "error"), BAD_INPUTS)
 async def test_bad_input_gets_an_error_ack_and_nothing_is_stored_or_relayed(
     pair: tuple[Env, Browser, Any], event: str, payload: Any, error: str

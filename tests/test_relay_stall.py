@@ -6,7 +6,6 @@ The server runs as its own process (`appliance serve`), so its memory is measure
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import socketio
-from helpers import PASSWORD, make_jpeg_like, wait_for
+from helpers import PASSWORD, free_port, make_jpeg_like, wait_for
 from websockets.asyncio.client import connect as ws_connect
 
 FRAMES = 1000
@@ -35,13 +34,10 @@ def _rss_mb(pid: int) -> float:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, int, str]]:
     """`appliance serve` in its own process, with a user and a publisher token."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     (tmp_path / "none.toml").touch()
     env = {**os.environ, "APPLIANCE_DATA_DIR": str(tmp_path / "data"),
-           "APPLIANCE_CONFIG": str(tmp_path / "none.toml"), "APPLIANCE_VIRTUAL_BEACONS": "0",
-           "APPLIANCE_LOG_LEVEL": "WARNING"}
+           "APPLIANCE_CONFIG": str(tmp_path / "none.toml"), "APPLIANCE_LOG_LEVEL": "WARNING"}
     cli = [sys.executable, "-m", "appliance"]
     subprocess.run([*cli, "user", "add", "alice", "--password-stdin"], input=PASSWORD + "\n",
                    text=True, env=env, check=True, capture_output=True)

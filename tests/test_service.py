@@ -150,72 +150,59 @@ async def test_listeners_get_changes_until_they_unsubscribe(rig: Rig) -> None:
     assert len(seen) == 1
 
 
-class _FailingRadio(InjectableRadio):
-    def __init__(self) -> None:
+class _RecoveringRadio(InjectableRadio):
+    """Records the recovery steps asked of it; the steps in ``working`` bring scanning back."""
+
+    def __init__(self, working: set[int]) -> None:
         super().__init__()
+        self.working = working
         self.steps: list[int] = []
 
     async def recover(self, step: int) -> str:
         self.steps.append(step)
-        if step == 0:
-            msg = "scanner restart did not help"
+        if step not in self.working:
+            msg = f"step {step} did not help"
             raise RadioError(msg)
         self.inject(make_advertisement())
         return "reset adapter"
 
 
-async def test_stalled_scanning_is_recovered_with_escalating_steps(rig: Rig) -> None:
+async def _start_with(rig: Rig, radio: _RecoveringRadio) -> PresenceService:
     rig.db = await Database.open(rig.path)
-    radio = _FailingRadio()
     rig.radio = radio
     rig.service = PresenceService(rig.settings, rig.db, radio, rig.clock)
     await rig.service.start()
+    return rig.service
 
-    def ten_more_seconds_then(done: Callable[[], bool]) -> Callable[[], bool]:
-        def probe() -> bool:
-            rig.clock.advance(10)  # one watchdog period of the fake clock per look
-            return done()
-        return probe
 
+def _after(rig: Rig, seconds: float, done: Callable[[], bool]) -> Callable[[], bool]:
+    """A wait_for probe that moves the service's clock on by ``seconds`` at each look."""
+
+    def probe() -> bool:
+        rig.clock.advance(seconds)
+        return done()
+
+    return probe
+
+
+async def test_stalled_scanning_is_recovered_with_escalating_steps(rig: Rig) -> None:
+    radio = _RecoveringRadio(working={1})
+    health = (await _start_with(rig, radio)).health
     # 90 s of silence is a stall: restart the scanner (it fails), then reset the adapter.
-    await wait_for(ten_more_seconds_then(lambda: radio.steps[:2] == [0, 1]),
-                   what="recovery steps 0 then 1")
-    health = rig.service.health
+    await wait_for(_after(rig, 10, lambda: radio.steps[:2] == [0, 1]), what="recovery steps 0 then 1")
     assert health.recoveries >= 2
-    assert health.last_error == "scanner restart did not help"
+    assert health.last_error == "step 0 did not help"
     assert health.last_recovery is not None and "reset adapter" in health.last_recovery
 
 
-class _DeadAdapter(InjectableRadio):
-    def __init__(self) -> None:
-        super().__init__()
-        self.steps: list[int] = []
-
-    async def recover(self, step: int) -> str:
-        self.steps.append(step)
-        msg = f"step {step} did not help"
-        raise RadioError(msg)
-
-
 async def test_a_dead_adapter_is_given_up_on_for_ten_minutes_then_tried_again(rig: Rig) -> None:
-    rig.db = await Database.open(rig.path)
-    radio = _DeadAdapter()
-    rig.radio = radio
-    rig.service = PresenceService(rig.settings, rig.db, radio, rig.clock)
-    await rig.service.start()
-    health = rig.service.health
-
-    def after(seconds: float, done: Callable[[], bool]) -> Callable[[], bool]:
-        def probe() -> bool:
-            rig.clock.advance(seconds)
-            return done()
-        return probe
-
-    await wait_for(after(10, lambda: health.state == "failed"), what="recovery given up")
+    radio = _RecoveringRadio(working=set())
+    health = (await _start_with(rig, radio)).health
+    await wait_for(_after(rig, 10, lambda: health.state == "failed"), what="recovery given up")
     assert radio.steps == [0, 1]
     # It gave up at most one probe (10 s) ago: 9 min 40 s more stay inside the 10-minute pause.
     rig.clock.advance(580)
     await wait_for(lambda: rig.clock.sleepers == 3, what="ticker, flusher and watchdog asleep")
     assert radio.steps == [0, 1] and health.state == "failed"
-    await wait_for(after(10, lambda: radio.steps[2:] == [0]), what="a fresh start after the pause")
+    await wait_for(_after(rig, 10, lambda: radio.steps[2:] == [0]), what="a fresh start after the pause")
     assert health.recoveries == 3 and health.last_error == "step 0 did not help"

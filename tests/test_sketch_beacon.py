@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import subprocess
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import FakeClock, SerialConsole, lost_recorder, make_settings, wait_for
+from helpers import AdvertisementLog, FakeClock, SerialConsole, lost_recorder, make_settings, wait_for
 
 from appliance.errors import RadioError
 from appliance.presence import protocol
-from appliance.presence.model import Advertisement, BeaconView, LinkInfo, PresenceState
+from appliance.presence.model import BeaconView, LinkInfo, PresenceState
 from appliance.presence.service import PresenceService
 from appliance.store.db import Database
 from appliance_sim import air
@@ -29,7 +27,6 @@ from appliance_sim.radio import VirtualRadio
 from appliance_sim.sketch_beacon import SketchBeacon, SketchBeaconFactory
 
 ROOT = Path(__file__).resolve().parent.parent
-SIM = ROOT / "firmware" / "build" / "sim" / "beacon-sim"
 VERSION_H = ROOT / "firmware" / "beacon" / "version.h"
 DEADLINE_S = 5.0
 SKETCH_ID, PYTHON_ID = 7, 9
@@ -42,61 +39,6 @@ def firmware_version() -> str:
     parts = [re.search(rf"#define FW_VERSION_{part} (\d+)", text) for part in ("MAJOR", "MINOR", "PATCH")]
     assert all(parts), f"{VERSION_H} no longer defines FW_VERSION_MAJOR/MINOR/PATCH"
     return ".".join(match.group(1) for match in parts if match)
-
-
-@pytest.fixture(scope="session")
-def sim_binary() -> Path:
-    """make -C firmware sim; a machine that cannot build it fails here, saying what to install."""
-    install = "sudo apt-get install make g++"
-    if shutil.which("make") is None:
-        pytest.fail(f"the sketch beacon tests build the firmware for the host with make: {install}",
-                    pytrace=False)
-    result = subprocess.run(["make", "-C", "firmware", "sim"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=600, check=False)
-    if result.returncode != 0:
-        cause = "g++ is not installed" if shutil.which("g++") is None else "the build failed"
-        pytest.fail(f"`make -C firmware sim` failed: {cause}. The sketch beacon tests need the "
-                    f"firmware built for the host ({install}).\n{result.stderr[-3000:]}",
-                    pytrace=False)
-    return SIM
-
-
-class Recorder:
-    """Consumes radio.advertisements() in the background so tests can wait on what arrived."""
-
-    def __init__(self, radio: VirtualRadio) -> None:
-        self.ads: list[Advertisement] = []
-        self._changed = asyncio.Event()
-        self.task = asyncio.create_task(self._run(radio))
-
-    async def _run(self, radio: VirtualRadio) -> None:
-        async for adv in radio.advertisements():
-            self.ads.append(adv)
-            self._changed.set()
-        self._changed.set()
-
-    def since(self, mark: int, address: str) -> list[Advertisement]:
-        return [adv for adv in self.ads[mark:] if adv.address == address]
-
-    async def wait(self, predicate: Callable[[], bool]) -> None:
-        async with asyncio.timeout(DEADLINE_S):
-            while not predicate():
-                assert not self.task.done(), "advertisements ended while waiting"
-                self._changed.clear()
-                await self._changed.wait()
-
-    async def wait_for(self, address: str, mark: int = 0) -> None:
-        await self.wait(lambda: bool(self.since(mark, address)))
-
-    async def assert_silent(self, address: str, others: Sequence[str]) -> None:
-        """``address`` sends nothing while every other beacon advertises three times."""
-        settle = len(self.ads)
-        await self.wait(lambda: all(self.since(settle, other) for other in others))
-        start = len(self.ads)
-        await self.wait(lambda: all(len(self.since(start, other)) >= 3 for other in others))
-        assert self.since(start, address) == []
-
-
 
 
 @pytest.fixture(autouse=True)
@@ -116,8 +58,8 @@ async def radio(sim_binary: Path) -> AsyncIterator[VirtualRadio]:
 
 
 @pytest.fixture
-async def rec(radio: VirtualRadio) -> AsyncIterator[Recorder]:
-    recorder = Recorder(radio)
+async def rec(radio: VirtualRadio) -> AsyncIterator[AdvertisementLog]:
+    recorder = AdvertisementLog.listening_to(radio.advertisements())
     yield recorder
     await radio.stop()
     async with asyncio.timeout(DEADLINE_S):
@@ -143,7 +85,7 @@ async def console(sketch: SketchBeacon) -> AsyncIterator[SerialConsole]:
 
 
 async def test_radio_discovers_the_sketch_beacon_with_its_id_next_to_a_python_beacon(
-    radio: VirtualRadio, rec: Recorder, sketch: SketchBeacon
+    radio: VirtualRadio, rec: AdvertisementLog, sketch: SketchBeacon
 ) -> None:
     await rec.wait(lambda: bool(rec.since(0, SKETCH)) and bool(rec.since(0, B1)))
     first = rec.since(0, SKETCH)[0]
@@ -158,7 +100,7 @@ async def test_radio_discovers_the_sketch_beacon_with_its_id_next_to_a_python_be
 
 
 async def test_connect_reads_info_as_the_sketch_defines_it(
-    radio: VirtualRadio, rec: Recorder, sketch: SketchBeacon
+    radio: VirtualRadio, rec: AdvertisementLog, sketch: SketchBeacon
 ) -> None:
     await rec.wait_for(SKETCH)
     info = await radio.connect(SKETCH, lost_recorder()[1])
@@ -168,7 +110,7 @@ async def test_connect_reads_info_as_the_sketch_defines_it(
 
 
 async def test_adv_off_typed_on_the_pty_makes_the_beacon_leave_and_adv_on_brings_it_back(
-    radio: VirtualRadio, rec: Recorder, console: SerialConsole
+    radio: VirtualRadio, rec: AdvertisementLog, console: SerialConsole
 ) -> None:
     await rec.wait_for(SKETCH)
     calls, on_lost, lost = lost_recorder()
@@ -196,7 +138,7 @@ async def test_version_over_the_pty_matches_version_h(console: SerialConsole) ->
 
 
 async def test_id_typed_on_the_pty_changes_the_advertised_id_and_info(
-    radio: VirtualRadio, rec: Recorder, console: SerialConsole
+    radio: VirtualRadio, rec: AdvertisementLog, console: SerialConsole
 ) -> None:
     await rec.wait_for(SKETCH)
     assert await console.command("id 300") == "ok id=300"
@@ -205,7 +147,7 @@ async def test_id_typed_on_the_pty_changes_the_advertised_id_and_info(
 
 
 async def test_identify_write_blinks_the_sketchs_led(
-    radio: VirtualRadio, rec: Recorder, sketch: SketchBeacon
+    radio: VirtualRadio, rec: AdvertisementLog, sketch: SketchBeacon
 ) -> None:
     await rec.wait_for(SKETCH)
     await radio.connect(SKETCH, lost_recorder()[1])
@@ -217,7 +159,7 @@ async def test_identify_write_blinks_the_sketchs_led(
 
 
 async def test_set_present_drives_the_sketch_through_its_serial_port(
-    radio: VirtualRadio, rec: Recorder
+    radio: VirtualRadio, rec: AdvertisementLog
 ) -> None:
     await rec.wait_for(SKETCH)
     await radio.set_present(SKETCH, False)
@@ -230,7 +172,7 @@ async def test_set_present_drives_the_sketch_through_its_serial_port(
 async def test_a_radio_of_sketch_beacons_hosts_a_python_one_too(sim_binary: Path) -> None:
     radio = VirtualRadio(2, seed=7, beacon_factory=SketchBeaconFactory(sim_binary))
     await radio.start()
-    rec = Recorder(radio)
+    rec = AdvertisementLog.listening_to(radio.advertisements())
     try:
         await radio.add_beacon(PYTHON_ID, factory=PythonBeacons())
         addresses = {beacon_address(1), beacon_address(2), PYTHON}
@@ -248,7 +190,7 @@ async def test_a_sketch_beacon_started_absent_never_goes_on_air(sim_binary: Path
     address = await radio.add_beacon(SKETCH_ID, factory=SketchBeaconFactory(sim_binary))
     await radio.set_present(address, False)  # before start: the sketch reads `adv off` first
     await radio.start()
-    rec = Recorder(radio)
+    rec = AdvertisementLog.listening_to(radio.advertisements())
     try:
         await rec.assert_silent(address, [B1])
         await radio.set_present(address, True)

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 
 import pytest
 from bumble import hci
 from bumble.device import Device, Peer
 from bumble.snoop import Snooper
-from helpers import lost_recorder
+from helpers import AdvertisementLog, lost_recorder
 
 from appliance.errors import RadioError
 from appliance.presence import protocol
-from appliance.presence.model import Advertisement, LinkInfo
+from appliance.presence.model import LinkInfo
 from appliance_sim import air, python_beacon
 from appliance_sim import radio as virtual_radio
 from appliance_sim.air import beacon_address
@@ -27,47 +27,6 @@ from appliance_sim.radio import VirtualRadio
 
 DEADLINE_S = 5.0
 B1, B2, B3 = (beacon_address(beacon_id) for beacon_id in (1, 2, 3))
-
-
-class Recorder:
-    """Consumes radio.advertisements() in the background so tests can wait on what arrived."""
-
-    def __init__(self, radio: VirtualRadio) -> None:
-        self.ads: list[Advertisement] = []
-        self.ended = False
-        self._changed = asyncio.Event()
-        self.task = asyncio.create_task(self._run(radio))
-
-    async def _run(self, radio: VirtualRadio) -> None:
-        async for adv in radio.advertisements():
-            self.ads.append(adv)
-            self._changed.set()
-        self.ended = True
-        self._changed.set()
-
-    def mark(self) -> int:
-        return len(self.ads)
-
-    def since(self, mark: int, address: str) -> list[Advertisement]:
-        return [adv for adv in self.ads[mark:] if adv.address == address]
-
-    async def wait(self, predicate: Callable[[list[Advertisement]], bool]) -> None:
-        async with asyncio.timeout(DEADLINE_S):
-            while not predicate(self.ads):
-                assert not self.ended, "advertisements ended while waiting"
-                self._changed.clear()
-                await self._changed.wait()
-
-    async def wait_for(self, address: str, count: int = 1, mark: int = 0) -> None:
-        await self.wait(lambda _ads: len(self.since(mark, address)) >= count)
-
-    async def assert_silent(self, address: str, others: Sequence[str]) -> None:
-        """``address`` sends nothing while every other beacon advertises three times."""
-        settle = self.mark()  # first let whatever was in flight land: one round of the others
-        await self.wait(lambda _ads: all(self.since(settle, o) for o in others))
-        start = self.mark()
-        await self.wait(lambda _ads: all(len(self.since(start, o)) >= 3 for o in others))
-        assert self.since(start, address) == []
 
 
 @pytest.fixture(autouse=True)
@@ -85,8 +44,8 @@ async def radio() -> AsyncIterator[VirtualRadio]:
 
 
 @pytest.fixture
-async def rec(radio: VirtualRadio) -> AsyncIterator[Recorder]:
-    recorder = Recorder(radio)
+async def rec(radio: VirtualRadio) -> AsyncIterator[AdvertisementLog]:
+    recorder = AdvertisementLog.listening_to(radio.advertisements())
     yield recorder
     await radio.stop()
     async with asyncio.timeout(DEADLINE_S):
@@ -97,9 +56,9 @@ async def rec(radio: VirtualRadio) -> AsyncIterator[Recorder]:
 
 
 async def test_discovers_every_beacon_with_its_id_name_and_service(
-    radio: VirtualRadio, rec: Recorder
+    radio: VirtualRadio, rec: AdvertisementLog
 ) -> None:
-    await rec.wait(lambda ads: {adv.address for adv in ads} == {B1, B2, B3})
+    await rec.wait(lambda: {adv.address for adv in rec.ads} == {B1, B2, B3})
     first = {adv.address: adv for adv in reversed(rec.ads)}
     for address, adv in first.items():
         state = radio.beacons[address]
@@ -109,7 +68,7 @@ async def test_discovers_every_beacon_with_its_id_name_and_service(
 
 
 async def test_rssi_jitters_around_its_base_and_follows_set_rssi(
-    radio: VirtualRadio, rec: Recorder
+    radio: VirtualRadio, rec: AdvertisementLog
 ) -> None:
     await rec.wait_for(B1, count=12)
     values = [adv.rssi for adv in rec.since(0, B1)]
@@ -117,20 +76,20 @@ async def test_rssi_jitters_around_its_base_and_follows_set_rssi(
     assert abs(statistics.mean(values) - (-60)) < 3
 
     radio.set_rssi(B1, -80)
-    await rec.wait(lambda _ads: len([a for a in rec.since(0, B1) if a.rssi <= -72]) >= 10)
+    await rec.wait(lambda: len([a for a in rec.since(0, B1) if a.rssi <= -72]) >= 10)
     moved = [adv.rssi for adv in rec.since(0, B1) if adv.rssi <= -72]
     assert abs(statistics.mean(moved) - (-80)) < 3
     assert radio.beacons[B1].rssi == -80
 
 
-async def test_connect_reads_the_beacon_info(radio: VirtualRadio, rec: Recorder) -> None:
+async def test_connect_reads_the_beacon_info(radio: VirtualRadio, rec: AdvertisementLog) -> None:
     await rec.wait_for(B2)
     info = await radio.connect(B2, lost_recorder()[1])
     assert info == LinkInfo(address=B2, beacon_id=2, firmware="0.1.0")
 
 
 async def test_beacon_leaving_drops_the_link_once_and_stops_advertising(
-    radio: VirtualRadio, rec: Recorder
+    radio: VirtualRadio, rec: AdvertisementLog
 ) -> None:
     await rec.wait_for(B1)
     calls, on_lost, lost = lost_recorder()
@@ -146,7 +105,7 @@ async def test_beacon_leaving_drops_the_link_once_and_stops_advertising(
 
 
 async def test_beacon_returning_advertises_again_and_reconnects(
-    radio: VirtualRadio, rec: Recorder
+    radio: VirtualRadio, rec: AdvertisementLog
 ) -> None:
     await rec.wait_for(B3)
     await radio.set_present(B3, False)
@@ -160,15 +119,15 @@ async def test_beacon_returning_advertises_again_and_reconnects(
 
 
 async def test_concurrent_connects_to_every_beacon_all_succeed(
-    radio: VirtualRadio, rec: Recorder
+    radio: VirtualRadio, rec: AdvertisementLog
 ) -> None:
-    await rec.wait(lambda ads: {adv.address for adv in ads} == {B1, B2, B3})
+    await rec.wait(lambda: {adv.address for adv in rec.ads} == {B1, B2, B3})
     infos = await asyncio.gather(*(radio.connect(a, lost_recorder()[1]) for a in (B1, B2, B3)))
     assert [info.beacon_id for info in infos] == [1, 2, 3]
 
 
 async def test_disconnect_does_not_report_a_loss_and_the_beacon_advertises_again(
-    radio: VirtualRadio, rec: Recorder
+    radio: VirtualRadio, rec: AdvertisementLog
 ) -> None:
     await rec.wait_for(B2)
     calls, on_lost, _lost = lost_recorder()
@@ -180,7 +139,7 @@ async def test_disconnect_does_not_report_a_loss_and_the_beacon_advertises_again
     assert (await radio.connect(B2, on_lost)).beacon_id == 2
 
 
-async def test_identify_write_reaches_the_beacon(radio: VirtualRadio, rec: Recorder) -> None:
+async def test_identify_write_reaches_the_beacon(radio: VirtualRadio, rec: AdvertisementLog) -> None:
     await rec.wait_for(B1)
     assert radio.identify_count(B1) == 0
     await radio.connect(B1, lost_recorder()[1])
@@ -195,7 +154,7 @@ async def test_identify_without_a_link_is_a_radio_error(radio: VirtualRadio) -> 
 
 
 async def test_added_beacon_advertises_and_removed_beacon_goes_silent(
-    radio: VirtualRadio, rec: Recorder
+    radio: VirtualRadio, rec: AdvertisementLog
 ) -> None:
     address = await radio.add_beacon(42, rssi=-70.0, name="Lab")
     assert address == "F0:00:00:00:00:2A"
@@ -216,7 +175,7 @@ async def test_adding_an_existing_id_is_refused(radio: VirtualRadio) -> None:
 
 
 async def test_drop_fraction_one_silences_a_beacon_until_reset(
-    radio: VirtualRadio, rec: Recorder
+    radio: VirtualRadio, rec: AdvertisementLog
 ) -> None:
     await rec.wait_for(B2)
     radio.drop_fraction(B2, 1.0)
@@ -230,9 +189,9 @@ async def test_beacons_refresh_their_counter(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(python_beacon, "ADV_REFRESH_S", 0.05)
     radio = VirtualRadio(1, seed=7)
     await radio.start()
-    rec = Recorder(radio)
+    rec = AdvertisementLog.listening_to(radio.advertisements())
     try:
-        await rec.wait(lambda _ads: any(adv.counter >= 2 for adv in rec.since(0, B1)))
+        await rec.wait(lambda: any(adv.counter >= 2 for adv in rec.since(0, B1)))
         counters = [adv.counter for adv in rec.since(0, B1)]
         assert counters == sorted(counters)
     finally:
@@ -249,10 +208,10 @@ async def test_connect_to_unknown_address_fails_fast(radio: VirtualRadio) -> Non
 
 
 async def test_connect_to_absent_beacon_times_out_and_the_radio_stays_usable(
-    monkeypatch: pytest.MonkeyPatch, radio: VirtualRadio, rec: Recorder
+    monkeypatch: pytest.MonkeyPatch, radio: VirtualRadio, rec: AdvertisementLog
 ) -> None:
     monkeypatch.setattr(virtual_radio, "CONNECT_TIMEOUT_S", 0.3)
-    await rec.wait(lambda _ads: bool(rec.since(0, B1)) and bool(rec.since(0, B2)))
+    await rec.wait(lambda: bool(rec.since(0, B1)) and bool(rec.since(0, B2)))
     await radio.set_present(B1, False)
     with pytest.raises(RadioError, match="in range"):
         await radio.connect(B1, lost_recorder()[1])
@@ -260,15 +219,15 @@ async def test_connect_to_absent_beacon_times_out_and_the_radio_stays_usable(
     assert (await radio.connect(B2, lost_recorder()[1])).beacon_id == 2
 
 
-async def test_recover_restarts_scanning(radio: VirtualRadio, rec: Recorder) -> None:
+async def test_recover_restarts_scanning(radio: VirtualRadio, rec: AdvertisementLog) -> None:
     assert "restarted scanning" in await radio.recover(0)
     mark = rec.mark()
-    await rec.wait(lambda _ads: all(rec.since(mark, address) for address in (B1, B2, B3)))
+    await rec.wait(lambda: all(rec.since(mark, address) for address in (B1, B2, B3)))
 
 
 async def test_recover_starts_a_radio_that_is_not_running() -> None:
     radio = VirtualRadio(1, seed=7)
-    rec = Recorder(radio)
+    rec = AdvertisementLog.listening_to(radio.advertisements())
     try:
         assert await radio.recover(1) == "started the virtual radio"
         await rec.wait_for(B1)
@@ -278,7 +237,7 @@ async def test_recover_starts_a_radio_that_is_not_running() -> None:
 
 
 async def test_stop_ends_advertisements_and_leaves_no_tasks(
-    radio: VirtualRadio, rec: Recorder
+    radio: VirtualRadio, rec: AdvertisementLog
 ) -> None:
     await rec.wait_for(B1)
     calls, on_lost, _lost = lost_recorder()
