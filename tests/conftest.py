@@ -11,7 +11,7 @@ import httpx
 import pytest
 from helpers import PASSWORD, FakeClock, add_user, make_settings, running_server
 
-from appliance.app import create_app
+from appliance.app import Appliance, create_app
 from appliance.presence.virtual_radio import VirtualRadio, beacon_address
 
 B1, B2 = beacon_address(1), beacon_address(2)
@@ -24,7 +24,7 @@ class Env:
     radio: VirtualRadio
     clock: FakeClock
     data_dir: Path
-    app: Any
+    app: Appliance
 
     async def login(self, username: str = "alice", password: str = PASSWORD) -> httpx.Response:
         return await self.client.post(f"{self.base}/api/session",
@@ -42,8 +42,10 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+    # Settings to change; a callable value is given the data dir (for paths inside it).
     overrides = getattr(request, "param", {})
-    settings = make_settings(tmp_path, **overrides)
+    settings = make_settings(tmp_path, **{
+        key: value(tmp_path) if callable(value) else value for key, value in overrides.items()})
     await add_user(tmp_path)
     clock = FakeClock()
     radio = VirtualRadio(2, seed=7)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -321,11 +320,13 @@ async def test_status_and_dashboard_say_how_to_set_up_the_tunnel(logged_in: Env)
     assert "cloudflared is not installed" in page.text
 
 
+@pytest.mark.parametrize(  # where `appliance firstboot` would write it
+    "env", [{"firstboot_status_file": lambda data_dir: str(data_dir / "firstboot.json")}],
+    indirect=True)
 async def test_dashboard_shows_first_boot_errors(logged_in: Env) -> None:
     env = logged_in
-    services = env.app.quart.extensions["appliance"]
-    status_file = env.data_dir / "firstboot.json"  # where `appliance firstboot` would write it
-    services.settings = replace(services.settings, firstboot_status_file=str(status_file))
+    status_file = env.data_dir / "firstboot.json"
+    assert env.app.services.settings.firstboot_status_file == str(status_file)
     status_file.write_text('{"at": "2026-11-22T06:00:00Z", "applied": ["timezone"], "errors": '
                            '[{"key": "hostname", "message": "a host name is lower-case"}]}')
     page = await env.client.get(f"{env.base}/", headers={"Accept": "text/html"})

@@ -137,7 +137,7 @@ async def test_oversized_frame_gets_a_clear_error_not_a_dropped_connection(
     pair: tuple[Env, Browser, Any]
 ) -> None:
     env, _browser, publisher = pair
-    limit = env.app.quart.extensions["appliance"].settings.image_max_bytes
+    limit = env.app.services.settings.image_max_bytes
     ack = await publisher.call("image", make_jpeg_like(limit + 1), timeout=20)
     assert ack["error"] == "too_large" and str(limit) in ack["message"]
     big_b64 = base64.b64encode(make_jpeg_like(limit + 1)).decode()
@@ -222,7 +222,7 @@ async def test_rest_publishing_with_a_token(pair: tuple[Env, Browser, Any]) -> N
         status = await anonymous.post(f"{env.base}/api/status", headers=auth,
                                       json={"status": "done"})
         assert status.status_code == 201 and status.json()["status"] == "done"
-        limit = env.app.quart.extensions["appliance"].settings.image_max_bytes
+        limit = env.app.services.settings.image_max_bytes
         for body, code in ((b"not an image", 415), (make_jpeg_like(limit + 10), 413),
                            (make_jpeg_like(limit * 2), 413)):
             response = await anonymous.post(f"{env.base}/api/image", content=body, headers=auth)

@@ -24,8 +24,8 @@ from appliance.presence.model import BeaconView
 from appliance.presence.payload import device_payload
 from appliance.relay import validate
 from appliance.relay.service import IMAGE, STATUS, TEMPHUM, RelayService
+from appliance.services import Services
 from appliance.settings import Settings
-from appliance.web.context import Services
 
 _LOGGER = logging.getLogger(__name__)
 
