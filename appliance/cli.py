@@ -15,7 +15,7 @@ from typing import Any
 
 from appliance import __version__
 from appliance.auth import accounts
-from appliance.auth.passwords import PasswordPolicyError, check_policy
+from appliance.auth.policy import check_password
 from appliance.errors import ApplianceError, ConfigError
 from appliance.settings import Settings, load_settings
 from appliance.store import tokens as token_store
@@ -98,11 +98,7 @@ def _read_password(from_stdin: bool) -> str:
         if getpass.getpass("Again: ") != password:
             msg = "the two passwords differ; run the command again"
             raise ApplianceError(msg)
-    try:
-        check_policy(password)
-    except PasswordPolicyError as exc:
-        raise ApplianceError(str(exc)) from None
-    return password
+    return check_password(password)  # a PolicyError is an ApplianceError: its message is shown
 
 
 async def _with_db(settings: Settings, action: Callable[[Database], Awaitable[int]]) -> int:

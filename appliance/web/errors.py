@@ -11,6 +11,7 @@ from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
 from appliance.auth.accounts import AccountError
+from appliance.auth.policy import PolicyError
 from appliance.presence.service import PairingError
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ def register(app: Quart) -> None:
         return json_error(_STATUS_FOR_CODE.get(exc.code, 409), exc.code, str(exc))
 
     @app.errorhandler(AccountError)
-    async def account_error(exc: AccountError) -> Response:
+    @app.errorhandler(PolicyError)
+    async def account_error(exc: AccountError | PolicyError) -> Response:
         return json_error(_STATUS_FOR_CODE.get(exc.code, 400), exc.code, str(exc))
 
     @app.errorhandler(HTTPException)

@@ -6,8 +6,16 @@ import re
 from datetime import date
 from typing import Annotated, Final
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
+from appliance.auth.policy import (
+    MAX_PASSWORD_LEN,
+    MIN_PASSWORD_LEN,
+    NAME_PATTERN,
+    check_name,
+    check_password,
+    check_token_name,
+)
 from appliance.presence.model import normalise_address
 
 DAY_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -17,7 +25,7 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 
 class LoginRequest(BaseModel):
     username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LEN)]
 
 
 class PairRequest(BaseModel):
@@ -60,11 +68,18 @@ class TempHumQuery(BaseModel):
     date: Annotated[str, AfterValidator(_check_day)] | None = None
 
 
-Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
+# The policies of appliance.auth.policy as field types: the same check and message as the CLI;
+# the JSON Schema states the rule for the OpenAPI document.
+Password = Annotated[str, AfterValidator(check_password), WithJsonSchema(
+    {"type": "string", "minLength": MIN_PASSWORD_LEN, "maxLength": MAX_PASSWORD_LEN})]
+UserName = Annotated[str, AfterValidator(check_name),
+                     WithJsonSchema({"type": "string", "pattern": NAME_PATTERN})]
+TokenName = Annotated[str, AfterValidator(check_token_name),
+                      WithJsonSchema({"type": "string", "pattern": NAME_PATTERN})]
 
 
 class NewUser(BaseModel):
-    username: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
+    username: UserName
     password: Password
 
 
@@ -73,4 +88,4 @@ class NewPassword(BaseModel):
 
 
 class NewToken(BaseModel):
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
+    name: TokenName
