@@ -12,7 +12,7 @@ from quart_auth import QuartAuth
 from quart_schema import QuartSchema
 
 from appliance import __version__
-from appliance.auth import secret_key
+from appliance.auth import accounts, secret_key
 from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock, SystemClock
 from appliance.presence.radio import BleakRadio, Radio
@@ -21,7 +21,6 @@ from appliance.relay.service import RelayService
 from appliance.relay.socket import RelayChannels
 from appliance.services import Services
 from appliance.settings import Settings
-from appliance.store import users as user_store
 from appliance.store.db import Database
 from appliance.web import (
     admin_api,
@@ -34,6 +33,7 @@ from appliance.web import (
     timelapse_api,
 )
 from appliance.web.context import EXTENSION_KEY
+from appliance.web.openapi import Provider
 from appliance.web.proxy import TrustedProxyHeaders
 
 _LOGGER = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ def create_app(
     QuartSchema(
         app, openapi_path="/openapi.json", swagger_ui_path=None, redoc_ui_path=None,
         scalar_ui_path=None, info={"title": "Appliance", "version": __version__},
+        openapi_provider_class=Provider,
     )
     errors.register(app)
     guard.install(app)
@@ -149,7 +150,7 @@ def create_app(
         await presence.start()
         await services.relay.start()
         channels.start()
-        if not await user_store.all_users(db):
+        if not await accounts.all_users(db):
             _LOGGER.warning("No users yet: create one with `appliance user add NAME`")
         _LOGGER.info("Appliance %s ready (radio: %s, data: %s)", __version__, settings.radio,
                      settings.data_dir)

@@ -20,8 +20,8 @@ from appliance.auth.throttle import LoginThrottle
 from appliance.auth.tokens import bearer_token, new_token, token_hash
 from appliance.errors import ConfigError
 from appliance.presence.virtual_radio import VirtualRadio
+from appliance.schema import NewToken, NewUser
 from appliance.store.db import Database
-from appliance.web.models import NewToken, NewUser
 
 # (method, rule) pairs anyone may call; everything else needs a login or a token.
 PUBLIC = {("GET", "/health"), ("GET", "/login"), ("POST", "/login"), ("POST", "/api/session"),

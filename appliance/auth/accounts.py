@@ -6,15 +6,17 @@ import hashlib
 from datetime import timedelta
 from typing import Final
 
-from appliance.auth.passwords import hash_password
+from appliance.auth.passwords import hash_password, verify_password
 from appliance.auth.policy import check_name, check_token_name
 from appliance.auth.tokens import new_token, token_hash
 from appliance.errors import ApplianceError
 from appliance.store import tokens as token_store
 from appliance.store import users as user_store
 from appliance.store.db import Database, utcnow
-from appliance.store.tokens import PublisherToken
-from appliance.store.users import User
+
+# The account types are the store's rows, re-exported: code above auth/ names them from here.
+from appliance.store.tokens import PublisherToken as PublisherToken
+from appliance.store.users import User as User
 
 # "last used" is recorded at most this often: a camera posting every few seconds must not
 # turn into a database write per frame.
@@ -41,6 +43,23 @@ async def user_for_session(db: Database, auth_id: str | None) -> User | None:
         return None
     user = await user_store.get(db, int(raw_id))
     return user if user is not None and session_id(user) == auth_id else None
+
+
+async def all_users(db: Database) -> list[User]:
+    return await user_store.all_users(db)
+
+
+async def all_tokens(db: Database) -> list[PublisherToken]:
+    """The tokens' names and dates (the tokens themselves are never stored)."""
+    return await token_store.all_tokens(db)
+
+
+async def authenticate(db: Database, name: str, password: str) -> User | None:
+    """The user with this name and password; a wrong name costs as long as a wrong password."""
+    user = await user_store.by_name(db, name)
+    if not await verify_password(user.password_hash if user else None, password):
+        return None
+    return user
 
 
 async def add_user(db: Database, name: str, password: str) -> User:
