@@ -55,9 +55,10 @@ test: lint pytest firmware-test ## everything that runs in minutes: lint, unit a
 pytest: setup firmware-sim ## the Python tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: setup ## ruff and mypy --strict on the package
+lint: setup ## ruff, mypy --strict and the import contracts (pyproject.toml's [tool.importlinter])
 	$(BIN)/ruff check appliance tests firmware/flash.py
 	$(BIN)/mypy appliance
+	$(BIN)/lint-imports
 	$(BIN)/mypy --strict firmware/flash.py
 
 firmware-test: firmware-sim ## build the beacon sketch on the host and run its unit tests
