@@ -114,6 +114,12 @@ def _check_day(text: str) -> str:
     return text
 
 
+class Answer(BaseModel):
+    """A response model whose defaulted fields are always sent, so the document marks them required."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
 # -- errors -----------------------------------------------------------------------------------
 class ErrorBody(BaseModel):
     """An error: a stable code for programs, a sentence for people that says what to do."""
@@ -141,7 +147,7 @@ class SessionInfo(BaseModel):
     id: int
 
 
-class Done(BaseModel):
+class Done(Answer):
     """A change that has nothing to return but that it happened (the reference's shape)."""
 
     success: bool = True
@@ -192,7 +198,7 @@ class TokenCreated(BaseModel):
 
 
 # -- presence -------------------------------------------------------------------------------------
-class Health(BaseModel):
+class Health(Answer):
     status: Literal["ok"] = "ok"
     service: str
     version: str
@@ -234,7 +240,7 @@ class Devices(BaseModel):
     discovered: list[Device]
 
 
-class DeviceRemoved(BaseModel):
+class DeviceRemoved(Answer):
     """presence2v when an unpaired beacon has left and is forgotten."""
 
     id: str
@@ -253,7 +259,7 @@ class DeviceRequest(BaseModel):
     deviceId: DeviceId
 
 
-class Paired(BaseModel):
+class Paired(Answer):
     success: bool = True
     message: str
     deviceId: str
@@ -261,7 +267,7 @@ class Paired(BaseModel):
     device: Device
 
 
-class Unpaired(BaseModel):
+class Unpaired(Answer):
     success: bool = True
     message: str
     deviceId: str
@@ -347,7 +353,7 @@ class StatusIn(BaseModel):
     status: StatusText
 
 
-class TempHumOut(BaseModel):
+class TempHumOut(Answer):
     """temphum2v, and one row of GET /api/temphum."""
 
     temperature: float
@@ -355,7 +361,7 @@ class TempHumOut(BaseModel):
     timestamp: ApiTime
 
 
-class StatusOut(BaseModel):
+class StatusOut(Answer):
     """status2v."""
 
     status: str
@@ -370,7 +376,7 @@ class ImageOut(BaseModel):
     timestamp: ApiTime
 
 
-class ImagePublished(BaseModel):
+class ImagePublished(Answer):
     ok: Literal[True] = True
     mime: str
     timestamp: ApiTime

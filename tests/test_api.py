@@ -316,6 +316,8 @@ async def test_openapi_document_and_browsable_docs(logged_in: Env) -> None:
     assert "/login" not in spec["paths"]  # HTML pages are not API
     docs = await env.client.get(f"{env.base}/docs")
     assert docs.status_code == 200 and "/pair" in docs.text and "deviceId" in docs.text
+    assert "the raw bytes, as image/jpeg or image/png" in docs.text  # POST /api/image
+    assert "Answer (201)" in docs.text
 
 
 @pytest.mark.parametrize("env", [{"cloudflared_bin": "/nonexistent/cloudflared"}], indirect=True)
@@ -363,7 +365,7 @@ async def test_every_api_route_documents_its_answer_and_the_publish_routes_their
     assert (body["properties"]["temperature"]["minimum"], body["properties"]["temperature"]["maximum"]
             ) == (-40, 125)
     answer = reading["responses"]["201"]["content"]["application/json"]["schema"]
-    assert {"ok", "temperature", "humidity", "timestamp"} <= set(answer["properties"])
+    assert set(answer["required"]) == {"ok", "temperature", "humidity", "timestamp"}
     status = spec["paths"]["/api/status"]["post"]["requestBody"]["content"]["application/json"]
     assert status["schema"]["required"] == ["status"]
     user = spec["paths"]["/api/users"]["post"]["requestBody"]["content"]["application/json"]
