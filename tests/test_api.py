@@ -398,6 +398,12 @@ async def test_a_response_that_breaks_its_model_is_a_logged_500_and_never_sent(
     assert "GET /broken breaks its model" in caplog.text
 
 
+def test_the_services_exist_once_the_app_is_served(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path), radio=VirtualRadio(0), clock=FakeClock())
+    with pytest.raises(RuntimeError, match="not started yet"):
+        _ = app.services
+
+
 def test_api_time_is_the_references_format_whatever_the_zone() -> None:
     helsinki = timezone(timedelta(hours=2))
     moment = datetime(2026, 11, 22, 14, 0, 0, 123456, tzinfo=helsinki)

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from quart import Blueprint, Response, request
 from quart_schema import RequestSchemaValidationError, validate_request, validate_response
 
@@ -33,7 +34,9 @@ def _counts_rejections(func: F) -> F:
         try:
             return await func(*args, **kwargs)
         except RequestSchemaValidationError as exc:
-            services().relay.rejected(str(exc.validation_error), _who())
+            inner = exc.validation_error
+            reason = schema.describe(inner) if isinstance(inner, ValidationError) else str(inner)
+            services().relay.rejected(reason, _who())
             raise
 
     return wrapper  # type: ignore[return-value]
