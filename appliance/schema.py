@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from appliance.auth.policy import (
+    MAX_NAME_LEN,
     MAX_PASSWORD_LEN,
     MIN_PASSWORD_LEN,
     NAME_PATTERN,
@@ -138,7 +139,7 @@ class Ack(BaseModel):
 
 # -- sessions and accounts ------------------------------------------------------------------------
 class LoginRequest(BaseModel):
-    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    username: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LEN)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LEN)]
 
 

@@ -372,6 +372,12 @@ async def test_every_api_route_documents_its_answer_and_the_publish_routes_their
     assert user["schema"]["properties"]["password"]["minLength"] == 8
 
 
+async def test_the_settings_forms_check_the_apis_rules(logged_in: Env) -> None:
+    page = (await logged_in.client.get(f"{logged_in.base}/settings")).text
+    assert page.count('pattern="[A-Za-z0-9_.@\\-]{1,64}"') == 2  # user and token names
+    assert 'minlength="8" maxlength="1024"' in page
+
+
 async def test_a_short_password_gets_the_policy_message(logged_in: Env) -> None:
     response = await logged_in.client.post(f"{logged_in.base}/api/users",
                                            json={"username": "bob", "password": "short"})

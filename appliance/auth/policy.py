@@ -14,8 +14,10 @@ from appliance.errors import ApplianceError
 
 MIN_PASSWORD_LEN: Final = 8
 MAX_PASSWORD_LEN: Final = 1024  # scrypt over megabytes is a cheap denial of service
+MAX_NAME_LEN: Final = 64
 # User and token names: safe in a URL path, a log line and a shell command without quoting.
-NAME_PATTERN: Final = r"^[A-Za-z0-9_.@-]{1,64}$"
+# Written so that Python, JSON Schema and an HTML pattern attribute (without ^ $) all read it.
+NAME_PATTERN: Final = rf"^[A-Za-z0-9_.@\-]{{1,{MAX_NAME_LEN}}}$"
 # The first-boot admin is also a Linux login (SSH, sudo): useradd's portable set, which is a
 # subset of NAME_PATTERN, so the same name works for the appliance account.
 LOGIN_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -44,7 +46,7 @@ def check_password(password: str) -> str:
 
 def check_name(name: str, what: str = "user name") -> str:
     if not _NAME_RE.match(name):
-        msg = f"a {what} is 1-64 letters, digits or _ . @ - (got {name!r})"
+        msg = f"a {what} is 1-{MAX_NAME_LEN} letters, digits or _ . @ - (got {name!r})"
         raise PolicyError(msg, code="invalid_name")
     return name
 
