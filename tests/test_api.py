@@ -9,13 +9,20 @@ from typing import Any
 import httpx
 import pytest
 from conftest import B1, B2, Env
-from helpers import PASSWORD, FakeClock, add_token, make_settings, running_server, wait_for
+from helpers import (
+    PASSWORD,
+    FakeClock,
+    InjectableRadio,
+    add_token,
+    make_settings,
+    running_server,
+    wait_for,
+)
 from pydantic import ValidationError
 from quart_schema import validate_response
 
 from appliance import schema
 from appliance.app import create_app
-from appliance.presence.virtual_radio import VirtualRadio
 from appliance.store import readings
 from appliance.store.db import Database
 from appliance.web.guard import public
@@ -389,7 +396,7 @@ async def test_a_short_password_gets_the_policy_message(logged_in: Env) -> None:
 async def test_a_response_that_breaks_its_model_is_a_logged_500_and_never_sent(
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = create_app(make_settings(tmp_path), radio=VirtualRadio(0), clock=FakeClock())
+    app = create_app(make_settings(tmp_path), radio=InjectableRadio(), clock=FakeClock())
 
     @app.quart.get("/broken")
     @public
@@ -405,7 +412,7 @@ async def test_a_response_that_breaks_its_model_is_a_logged_500_and_never_sent(
 
 
 def test_the_services_exist_once_the_app_is_served(tmp_path: Path) -> None:
-    app = create_app(make_settings(tmp_path), radio=VirtualRadio(0), clock=FakeClock())
+    app = create_app(make_settings(tmp_path), radio=InjectableRadio(), clock=FakeClock())
     with pytest.raises(RuntimeError, match="not started yet"):
         _ = app.services
 
