@@ -58,9 +58,10 @@ test: system-packages lint pytest firmware-test ## everything that runs in minut
 pytest: system-packages setup firmware-sim ## the Python tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: setup ## ruff, and mypy --strict on the app and the simulation
+lint: setup ## ruff, mypy --strict (the app, the simulation) and the import contracts (pyproject.toml)
 	$(BIN)/ruff check appliance sim tests firmware/flash.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/mypy --strict firmware/flash.py
 
 firmware-test: firmware-sim ## build the beacon sketch on the host and run its unit tests

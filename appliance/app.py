@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import socketio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from quart import Quart, Response, request
 from quart_auth import QuartAuth
 from quart_schema import QuartSchema
 
 from appliance import __version__
-from appliance.auth import secret_key
+from appliance.auth import accounts, secret_key
 from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock, SystemClock
 from appliance.presence.radio import Radio, make_radio
 from appliance.presence.service import PresenceService
 from appliance.relay.service import RelayService
 from appliance.relay.socket import RelayChannels
+from appliance.services import Services
 from appliance.settings import Settings
-from appliance.store import users as user_store
 from appliance.store.db import Database
 from appliance.web import (
     admin_api,
@@ -31,7 +31,8 @@ from appliance.web import (
     publish_api,
     timelapse_api,
 )
-from appliance.web.context import Services
+from appliance.web.context import EXTENSION_KEY
+from appliance.web.openapi import Provider
 from appliance.web.proxy import TrustedProxyHeaders
 
 _LOGGER = logging.getLogger(__name__)
@@ -57,9 +58,35 @@ class _Auth(QuartAuth):
         return await super().after_request(response)
 
 
+class Appliance:
+    """The ASGI application create_app builds, and the parts of it a caller may reach."""
+
+    def __init__(self, quart: Quart, channels: RelayChannels, asgi: TrustedProxyHeaders) -> None:
+        self.quart = quart  # the web app: routes, the OpenAPI document
+        self.channels = channels  # the Socket.IO server
+        self._asgi = asgi  # what hypercorn serves: Socket.IO and Quart behind the proxy headers
+
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable,
+                       send: ASGISendCallable) -> None:
+        await self._asgi(scope, receive, send)
+
+    @property
+    def services(self) -> Services:
+        """The running services; they exist from start-up (hypercorn's lifespan) on."""
+        return running_services(self.quart)
+
+
+def running_services(app: Quart) -> Services:
+    running: Services | None = app.extensions.get(EXTENSION_KEY)
+    if running is None:
+        msg = "the appliance has not started yet: serve it (hypercorn) before asking"
+        raise RuntimeError(msg)
+    return running
+
+
 def create_app(
     settings: Settings, *, radio: Radio | None = None, clock: Clock | None = None,
-) -> Any:
+) -> Appliance:
     """The ASGI application. ``radio`` and ``clock`` are injectable for tests."""
     clock = clock or SystemClock()
     app = Quart("appliance", template_folder="web/templates", static_folder="web/static")
@@ -75,6 +102,7 @@ def create_app(
     QuartSchema(
         app, openapi_path="/openapi.json", swagger_ui_path=None, redoc_ui_path=None,
         scalar_ui_path=None, info={"title": "Appliance", "version": __version__},
+        openapi_provider_class=Provider,
     )
     errors.register(app)
     guard.install(app)
@@ -92,7 +120,7 @@ def create_app(
         db = await Database.open(settings.db_path)
         chosen = radio if radio is not None else make_radio(settings)
         presence = PresenceService(settings, db, chosen, clock, radio_name=settings.radio)
-        app.extensions["appliance"] = Services(
+        services = app.extensions[EXTENSION_KEY] = Services(
             settings=settings, clock=clock, db=db, presence=presence,
             relay=RelayService(settings, db, clock),
             throttle=LoginThrottle(
@@ -102,27 +130,23 @@ def create_app(
             browsers=lambda: channels.browser_count, publishers=lambda: channels.publisher_count,
         )
         await presence.start()
-        await app.extensions["appliance"].relay.start()
+        await services.relay.start()
         channels.start()
-        if not await user_store.all_users(db):
+        if not await accounts.all_users(db):
             _LOGGER.warning("No users yet: create one with `appliance user add NAME`")
         _LOGGER.info("Appliance %s ready (radio: %s, data: %s)", __version__, settings.radio,
                      settings.data_dir)
 
     @app.after_serving
     async def shutdown() -> None:
-        ctx: Services = app.extensions["appliance"]
+        ctx = running_services(app)
         await channels.stop()
         await ctx.relay.stop()
         await ctx.presence.stop()
         await ctx.db.close()
 
     channels = RelayChannels(
-        settings, lambda: app.extensions["appliance"],
-        lambda cookie: auth.load_token(cookie, app),
+        settings, lambda: running_services(app), lambda cookie: auth.load_token(cookie, app),
     )
     combined = socketio.ASGIApp(channels.sio, other_asgi_app=app, socketio_path="socket.io")
-    asgi = TrustedProxyHeaders(combined, settings.trusted_proxies)
-    asgi.quart = app  # type: ignore[attr-defined]
-    asgi.channels = channels  # type: ignore[attr-defined]
-    return asgi
+    return Appliance(app, channels, TrustedProxyHeaders(combined, settings.trusted_proxies))

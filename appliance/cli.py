@@ -15,11 +15,9 @@ from typing import Any
 
 from appliance import __version__
 from appliance.auth import accounts
-from appliance.auth.passwords import PasswordPolicyError, check_policy
+from appliance.auth.policy import check_password
 from appliance.errors import ApplianceError, ConfigError
 from appliance.settings import Settings, load_settings
-from appliance.store import tokens as token_store
-from appliance.store import users as user_store
 from appliance.store.db import Database
 from appliance.store.migrations import LATEST
 
@@ -100,11 +98,7 @@ def _read_password(from_stdin: bool) -> str:
         if getpass.getpass("Again: ") != password:
             msg = "the two passwords differ; run the command again"
             raise ApplianceError(msg)
-    try:
-        check_policy(password)
-    except PasswordPolicyError as exc:
-        raise ApplianceError(str(exc)) from None
-    return password
+    return check_password(password)  # a PolicyError is an ApplianceError: its message is shown
 
 
 async def _with_db(settings: Settings, action: Callable[[Database], Awaitable[int]]) -> int:
@@ -126,7 +120,7 @@ async def _user(args: argparse.Namespace, db: Database) -> int:
         await accounts.delete_user(db, args.name)
         _out(f"user {args.name} deleted")
     else:
-        for user in await user_store.all_users(db):
+        for user in await accounts.all_users(db):
             _out(f"{user.username}\tcreated {user.created_at:%Y-%m-%d %H:%M} UTC")
     return 0
 
@@ -140,7 +134,7 @@ async def _token(args: argparse.Namespace, db: Database) -> int:
         await accounts.revoke_token(db, args.name)
         _out(f"token {args.name} revoked")
     else:
-        for record in await token_store.all_tokens(db):
+        for record in await accounts.all_tokens(db):
             used = f"{record.last_used_at:%Y-%m-%d %H:%M}" if record.last_used_at else "never"
             _out(f"{record.name}\tcreated {record.created_at:%Y-%m-%d %H:%M}\tlast used {used}")
     return 0

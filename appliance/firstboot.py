@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from appliance.auth.policy import PolicyError, check_login_name, check_password
+
 KEYS: Final = (
     "hostname", "timezone", "admin_user", "admin_password", "admin_password_hash",
     "wifi_country", "wifi_ssid", "wifi_passphrase", "ssh_authorized_key",
@@ -85,10 +87,10 @@ def validate(values: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
 def _problem(key: str, value: str, values: dict[str, Any]) -> str | None:
     if key == "hostname" and not HOSTNAME_RE.match(value):
         return "a host name is 1-63 lower-case letters, digits or '-', not starting or ending with '-'"
-    if key == "admin_user" and not re.match(r"^[a-z][a-z0-9_-]{0,31}$", value):
-        return "the admin user is 1-32 lower-case letters, digits, '_' or '-', starting with a letter"
-    if key == "admin_password" and not 8 <= len(value) <= 1024:
-        return "the password must be 8 to 1024 characters"
+    if key == "admin_user":
+        return _policy_problem(check_login_name, value)
+    if key == "admin_password" and (problem := _policy_problem(check_password, value)):
+        return problem
     if key == "admin_password_hash" and not value.startswith(("scrypt:", "pbkdf2:")):
         return "a password hash comes from werkzeug (scrypt:... or pbkdf2:...)"
     if key in ("admin_password", "admin_password_hash") and not values.get("admin_user"):
@@ -109,6 +111,14 @@ def _problem(key: str, value: str, values: dict[str, Any]) -> str | None:
         return "paste the tunnel token from the Cloudflare dashboard (one long line)"
     if key == "timezone" and (".." in value or not re.match(r"^[A-Za-z0-9_+/-]{1,64}$", value)):
         return "a timezone is like Europe/Helsinki or Etc/UTC"
+    return None
+
+
+def _policy_problem(check: Callable[[str], str], value: str) -> str | None:
+    try:
+        check(value)
+    except PolicyError as exc:
+        return str(exc)
     return None
 
 
@@ -184,7 +194,6 @@ class Applier:
         from appliance.auth import accounts
         from appliance.auth.passwords import hash_password
         from appliance.settings import load_settings
-        from appliance.store import users as user_store
         from appliance.store.db import Database
 
         config = self.target.path(self.target.app_config)
@@ -194,11 +203,7 @@ class Applier:
         db = await Database.open(data_dir / "appliance.db")
         try:
             hashed = password_hash or await hash_password(password or "")
-            if await user_store.by_name(db, name) is None:
-                accounts.check_name(name)
-                await user_store.add(db, name, hashed)
-            else:
-                await user_store.set_password_hash(db, name, hashed)
+            await accounts.put_user(db, name, hashed)
         finally:
             await db.close()
         self.run(["chown", "-R", f"{self.target.appliance_user}:{self.target.appliance_user}",

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from helpers import PASSWORD, FakeClock, add_user, make_settings, running_server
 
-from appliance.app import create_app
+from appliance.app import Appliance, create_app
 from appliance_sim.air import beacon_address
 from appliance_sim.radio import VirtualRadio
 
@@ -46,7 +46,7 @@ class Env:
     radio: VirtualRadio
     clock: FakeClock
     data_dir: Path
-    app: Any
+    app: Appliance
 
     async def login(self, username: str = "alice", password: str = PASSWORD) -> httpx.Response:
         return await self.client.post(f"{self.base}/api/session",
@@ -64,10 +64,12 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
-    # Indirect parameters: settings, and "beacons" (2 by default; 0 for tests that need quiet).
+    # Indirect parameters: settings to change (a callable value is given the data dir, for paths
+    # inside it), and "beacons" (2 by default; 0 for tests that need quiet).
     overrides = dict(getattr(request, "param", {}))
     beacons = overrides.pop("beacons", 2)
-    settings = make_settings(tmp_path, **overrides)
+    settings = make_settings(tmp_path, **{
+        key: value(tmp_path) if callable(value) else value for key, value in overrides.items()})
     await add_user(tmp_path)
     clock = FakeClock()
     radio = VirtualRadio(beacons, seed=7)

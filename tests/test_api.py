@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import B1, B2, Env
-from helpers import PASSWORD, add_token, wait_for
+from helpers import (
+    PASSWORD,
+    FakeClock,
+    InjectableRadio,
+    add_token,
+    make_settings,
+    running_server,
+    wait_for,
+)
+from pydantic import ValidationError
+from quart_schema import validate_response
 
+from appliance import schema
+from appliance.app import create_app
 from appliance.store import readings
 from appliance.store.db import Database
+from appliance.web.guard import public
 
 
 # -- health, login, sessions ---------------------------------------------------------------------
@@ -309,6 +323,8 @@ async def test_openapi_document_and_browsable_docs(logged_in: Env) -> None:
     assert "/login" not in spec["paths"]  # HTML pages are not API
     docs = await env.client.get(f"{env.base}/docs")
     assert docs.status_code == 200 and "/pair" in docs.text and "deviceId" in docs.text
+    assert "the raw bytes, as image/jpeg or image/png" in docs.text  # POST /api/image
+    assert "Answer (201)" in docs.text
 
 
 @pytest.mark.parametrize("env", [{"cloudflared_bin": "/nonexistent/cloudflared"}], indirect=True)
@@ -321,14 +337,91 @@ async def test_status_and_dashboard_say_how_to_set_up_the_tunnel(logged_in: Env)
     assert "cloudflared is not installed" in page.text
 
 
+@pytest.mark.parametrize(  # where `appliance firstboot` would write it
+    "env", [{"firstboot_status_file": lambda data_dir: str(data_dir / "firstboot.json")}],
+    indirect=True)
 async def test_dashboard_shows_first_boot_errors(logged_in: Env) -> None:
     env = logged_in
-    services = env.app.quart.extensions["appliance"]
-    status_file = env.data_dir / "firstboot.json"  # where `appliance firstboot` would write it
-    services.settings = replace(services.settings, firstboot_status_file=str(status_file))
+    status_file = env.data_dir / "firstboot.json"
+    assert env.app.services.settings.firstboot_status_file == str(status_file)
     status_file.write_text('{"at": "2026-11-22T06:00:00Z", "applied": ["timezone"], "errors": '
                            '[{"key": "hostname", "message": "a host name is lower-case"}]}')
     page = await env.client.get(f"{env.base}/", headers={"Accept": "text/html"})
     assert "First-boot file: hostname: a host name is lower-case" in page.text
     setup = (await env.client.get(f"{env.base}/status")).json()["setup"]
     assert setup["applied"] == ["timezone"] and setup["errors"][0]["key"] == "hostname"
+
+
+async def test_every_api_route_documents_its_answer_and_the_publish_routes_their_bodies(
+    logged_in: Env,
+) -> None:
+    spec = (await logged_in.client.get(f"{logged_in.base}/openapi.json")).json()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            ok = {"200", "201"} & set(operation["responses"])
+            assert ok, (method, path, "has no documented answer")
+            if method in ("post", "put") and not path.startswith("/api/session"):
+                assert "requestBody" in operation, (method, path)
+    image = spec["paths"]["/api/image"]["post"]
+    assert set(image["requestBody"]["content"]) == {"image/jpeg", "image/png"}
+    assert {"201", "413", "415"} <= set(image["responses"])
+    error = image["responses"]["413"]["content"]["application/json"]["schema"]
+    assert set(error["required"]) == {"error", "message"}
+    reading = spec["paths"]["/api/temphum"]["post"]
+    body = reading["requestBody"]["content"]["application/json"]["schema"]
+    assert (body["properties"]["temperature"]["minimum"], body["properties"]["temperature"]["maximum"]
+            ) == (-40, 125)
+    answer = reading["responses"]["201"]["content"]["application/json"]["schema"]
+    assert set(answer["required"]) == {"ok", "temperature", "humidity", "timestamp"}
+    status = spec["paths"]["/api/status"]["post"]["requestBody"]["content"]["application/json"]
+    assert status["schema"]["required"] == ["status"]
+    user = spec["paths"]["/api/users"]["post"]["requestBody"]["content"]["application/json"]
+    assert user["schema"]["properties"]["password"]["minLength"] == 8
+
+
+async def test_the_settings_forms_check_the_apis_rules(logged_in: Env) -> None:
+    page = (await logged_in.client.get(f"{logged_in.base}/settings")).text
+    assert page.count('pattern="[A-Za-z0-9_.@\\-]{1,64}"') == 2  # user and token names
+    assert 'minlength="8" maxlength="1024"' in page
+
+
+async def test_a_short_password_gets_the_policy_message(logged_in: Env) -> None:
+    response = await logged_in.client.post(f"{logged_in.base}/api/users",
+                                           json={"username": "bob", "password": "short"})
+    assert response.status_code == 422
+    assert response.json() == {"error": "invalid",
+                               "message": "password: the password must be at least 8 characters"}
+
+
+async def test_a_response_that_breaks_its_model_is_a_logged_500_and_never_sent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_app(make_settings(tmp_path), radio=InjectableRadio(), clock=FakeClock())
+
+    @app.quart.get("/broken")
+    @public
+    @validate_response(schema.Health)
+    async def broken() -> dict[str, Any]:
+        return {"status": "ok", "service": "leaky"}  # no version: breaks Health
+
+    async with running_server(app) as base, httpx.AsyncClient() as client:
+        response = await client.get(f"{base}/broken")
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal" and "leaky" not in response.text
+    assert "GET /broken breaks its model" in caplog.text
+
+
+def test_the_services_exist_once_the_app_is_served(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path), radio=InjectableRadio(), clock=FakeClock())
+    with pytest.raises(RuntimeError, match="not started yet"):
+        _ = app.services
+
+
+def test_api_time_is_the_references_format_whatever_the_zone() -> None:
+    helsinki = timezone(timedelta(hours=2))
+    moment = datetime(2026, 11, 22, 14, 0, 0, 123456, tzinfo=helsinki)
+    assert schema.api_time(moment) == "2026-11-22T12:00:00.123Z"
+    reading = schema.TempHumOut(temperature=20, humidity=40, timestamp=moment)
+    assert reading.model_dump()["timestamp"] == "2026-11-22T12:00:00.123Z"
+    with pytest.raises(ValidationError):  # a time without a zone is a bug, not a UTC time
+        schema.TempHumOut(temperature=20, humidity=40, timestamp=datetime(2026, 11, 22))  # noqa: DTZ001

@@ -9,13 +9,17 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import FakeClock, make_settings, running_server
+from pydantic import ValidationError
 
+from appliance import firstboot
 from appliance.app import create_app
 from appliance.auth import accounts, secret_key
-from appliance.auth.passwords import PasswordPolicyError, hash_password, verify_password
+from appliance.auth.passwords import hash_password, verify_password
+from appliance.auth.policy import PolicyError, check_name, check_password
 from appliance.auth.throttle import LoginThrottle
 from appliance.auth.tokens import bearer_token, new_token, token_hash
 from appliance.errors import ConfigError
+from appliance.schema import NewToken, NewUser
 from appliance.store.db import Database
 from appliance_sim.radio import VirtualRadio
 
@@ -30,7 +34,7 @@ async def test_passwords_are_hashed_with_scrypt_and_verified() -> None:
     assert await verify_password(hashed, "a long enough secret")
     assert not await verify_password(hashed, "a long enough secreT")
     assert not await verify_password(None, "a long enough secret")  # unknown user
-    with pytest.raises(PasswordPolicyError, match="at least 8"):
+    with pytest.raises(PolicyError, match="at least 8"):
         await hash_password("short")
 
 
@@ -80,7 +84,7 @@ async def test_password_change_invalidates_existing_sessions(tmp_path: Path) -> 
     await accounts.set_password(db, "alice", "second password")
     assert await accounts.user_for_session(db, sid) is None
     assert await accounts.user_for_session(db, "garbage") is None
-    with pytest.raises(accounts.AccountError, match="1-64 letters"):
+    with pytest.raises(PolicyError, match="1-64 letters"):
         await accounts.add_user(db, "bad name!", "some password")
     await db.close()
 
@@ -116,3 +120,27 @@ async def test_every_route_needs_a_login_except_the_public_ones(tmp_path: Path) 
                 assert page.status_code == 302 and page.headers["location"].startswith("/login")
             else:
                 assert page.status_code == 401
+
+
+@pytest.mark.parametrize(("password", "fragment"), [("short", "at least 8 characters"),
+                                                    ("x" * 1025, "at most 1024 characters")])
+def test_one_password_rule_for_the_cli_the_web_and_first_boot(password: str, fragment: str) -> None:
+    with pytest.raises(PolicyError, match=fragment):
+        check_password(password)
+    with pytest.raises(ValidationError, match=fragment):
+        NewUser(username="alice", password=password)
+    _good, errors = firstboot.validate({"admin_user": "alice", "admin_password": password})
+    assert errors["admin_password"] == f"the password must be {fragment}"
+
+
+def test_one_name_rule_for_users_tokens_and_the_first_boot_admin() -> None:
+    for bad in ("bad name!", "", "x" * 65):
+        with pytest.raises(ValidationError, match="1-64 letters"):
+            NewUser(username=bad, password="long enough")
+        with pytest.raises(ValidationError, match="a token name is 1-64 letters"):
+            NewToken(name=bad)
+    assert check_name("Alice.B@home") == "Alice.B@home"
+    # The first-boot admin is a Linux login as well: lower-case, starting with a letter.
+    _good, errors = firstboot.validate({"admin_user": "Alice"})
+    assert "lower-case" in errors["admin_user"]
+    assert firstboot.validate({"admin_user": "alice"}) == ({"admin_user": "alice"}, {})

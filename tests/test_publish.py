@@ -81,12 +81,12 @@ async def test_publisher_reconnects_after_the_appliance_restarts(tmp_path: Path)
         port = int(base.rsplit(":", 1)[1])
         proc = await publish("--url", base, "--dir", str(frames), "--interval", "0.2",
                              "--max-backoff", "0.5", token=token)
-        relay = app.quart.extensions["appliance"].relay
+        relay = app.services.relay
         await wait_for(lambda: relay.stats.frames_in >= 1, within=20, what="a first frame")
     # The appliance is down; the publisher keeps trying. Then it comes back on the same port.
     app = create_app(settings, radio=VirtualRadio(0))
     async with running_server(app, port=port):
-        relay = app.quart.extensions["appliance"].relay
+        relay = app.services.relay
         # The publisher backs off at most 0.5 s (±25 %) between attempts here (30 s by default).
         await wait_for(lambda: relay.stats.frames_in >= 2, within=20, what="frames after restart")
     proc.terminate()

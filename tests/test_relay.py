@@ -138,7 +138,7 @@ async def test_oversized_frame_gets_a_clear_error_not_a_dropped_connection(
     pair: tuple[Env, Browser, Any]
 ) -> None:
     env, _browser, publisher = pair
-    limit = env.app.quart.extensions["appliance"].settings.image_max_bytes
+    limit = env.app.services.settings.image_max_bytes
     ack = await publisher.call("image", make_jpeg_like(limit + 1), timeout=20)
     assert ack["error"] == "too_large" and str(limit) in ack["message"]
     big_b64 = base64.b64encode(make_jpeg_like(limit + 1)).decode()
@@ -223,7 +223,7 @@ async def test_rest_publishing_with_a_token(pair: tuple[Env, Browser, Any]) -> N
         status = await anonymous.post(f"{env.base}/api/status", headers=auth,
                                       json={"status": "done"})
         assert status.status_code == 201 and status.json()["status"] == "done"
-        limit = env.app.quart.extensions["appliance"].settings.image_max_bytes
+        limit = env.app.services.settings.image_max_bytes
         for body, code in ((b"not an image", 415), (make_jpeg_like(limit + 10), 413),
                            (make_jpeg_like(limit * 2), 413)):
             response = await anonymous.post(f"{env.base}/api/image", content=body, headers=auth)
@@ -239,3 +239,22 @@ async def test_rest_publishing_with_a_token(pair: tuple[Env, Browser, Any]) -> N
     # the relay saw it, so the relay counted three.
     assert status_body["framesIn"] == 1 and status_body["rejected"] == 3
     assert status_body["browsers"] == 1 and status_body["publishers"] == 1
+
+
+async def test_events_and_rest_share_one_model_and_its_messages(
+    pair: tuple[Env, Browser, Any]
+) -> None:
+    env, _browser, publisher = pair
+    assert await publisher.call("temphum", [21, 40]) == {
+        "ok": False, "error": "invalid", "message": "send an object with temperature, humidity"}
+    hot = {"temperature": 500, "humidity": 40}
+    ack = await publisher.call("temphum", hot)
+    token = await add_token(env.data_dir, "rest-camera")
+    async with httpx.AsyncClient(timeout=10) as anonymous:
+        rest = await anonymous.post(f"{env.base}/api/temphum", json=hot,
+                                    headers={"Authorization": f"Bearer {token}"})
+    assert rest.status_code == 422
+    assert ack["message"] == rest.json()["message"] == (
+        "temperature: Input should be less than or equal to 125")
+    assert (await publisher.call("status", {"status": "two\nlines"}))["message"] == (
+        "status: must be one line of printable text")

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import timedelta
 from typing import Final
 
-from appliance.auth.passwords import hash_password
+from appliance.auth.passwords import hash_password, verify_password
+from appliance.auth.policy import check_name, check_token_name
 from appliance.auth.tokens import new_token, token_hash
 from appliance.errors import ApplianceError
 from appliance.store import tokens as token_store
 from appliance.store import users as user_store
 from appliance.store.db import Database, utcnow
-from appliance.store.tokens import PublisherToken
-from appliance.store.users import User
 
-NAME_RE: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+# The account types are the store's rows, re-exported: code above auth/ names them from here.
+from appliance.store.tokens import PublisherToken as PublisherToken
+from appliance.store.users import User as User
+
 # "last used" is recorded at most this often: a camera posting every few seconds must not
 # turn into a database write per frame.
 TOKEN_TOUCH_INTERVAL: Final = timedelta(minutes=10)
@@ -26,13 +27,6 @@ class AccountError(ApplianceError):
     def __init__(self, message: str, *, code: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-def check_name(name: str, what: str = "user name") -> str:
-    if not NAME_RE.match(name):
-        msg = f"a {what} is 1-64 letters, digits or _ . @ - (got {name!r})"
-        raise AccountError(msg, code="invalid_name")
-    return name
 
 
 def session_id(user: User) -> str:
@@ -51,6 +45,23 @@ async def user_for_session(db: Database, auth_id: str | None) -> User | None:
     return user if user is not None and session_id(user) == auth_id else None
 
 
+async def all_users(db: Database) -> list[User]:
+    return await user_store.all_users(db)
+
+
+async def all_tokens(db: Database) -> list[PublisherToken]:
+    """The tokens' names and dates (the tokens themselves are never stored)."""
+    return await token_store.all_tokens(db)
+
+
+async def authenticate(db: Database, name: str, password: str) -> User | None:
+    """The user with this name and password; a wrong name costs as long as a wrong password."""
+    user = await user_store.by_name(db, name)
+    if not await verify_password(user.password_hash if user else None, password):
+        return None
+    return user
+
+
 async def add_user(db: Database, name: str, password: str) -> User:
     check_name(name)
     user = await user_store.add(db, name, await hash_password(password))
@@ -58,6 +69,16 @@ async def add_user(db: Database, name: str, password: str) -> User:
         msg = f"user {name!r} already exists; pick another name or use `user passwd`"
         raise AccountError(msg, code="exists")
     return user
+
+
+async def put_user(db: Database, name: str, password_hash: str) -> None:
+    """Create the user with this password hash, or give an existing one this hash (first boot)."""
+    check_name(name)
+    if await user_store.by_name(db, name) is None:
+        await user_store.add(db, name, password_hash)
+    elif not await user_store.set_password_hash(db, name, password_hash):
+        msg = f"user {name!r} vanished while its password was set; run first boot again"
+        raise AccountError(msg, code="not_found")
 
 
 async def set_password(db: Database, name: str, password: str) -> None:
@@ -74,7 +95,7 @@ async def delete_user(db: Database, name: str) -> None:
 
 async def add_token(db: Database, name: str) -> tuple[PublisherToken, str]:
     """Create a token; the plain token is returned once and never stored."""
-    check_name(name, "token name")
+    check_token_name(name)
     token = new_token()
     record = await token_store.add(db, name, token_hash(token))
     if record is None:

@@ -7,27 +7,15 @@ from typing import Final
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-MIN_PASSWORD_LEN: Final = 8
-MAX_PASSWORD_LEN: Final = 1024  # scrypt over megabytes is a cheap denial of service
+from appliance.auth.policy import MAX_PASSWORD_LEN, check_password
+
 # Compared against when the user does not exist, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH: Final = generate_password_hash("not a real password", method="scrypt")
 
 
-class PasswordPolicyError(ValueError):
-    pass
-
-
-def check_policy(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LEN:
-        msg = f"the password must be at least {MIN_PASSWORD_LEN} characters"
-        raise PasswordPolicyError(msg)
-    if len(password) > MAX_PASSWORD_LEN:
-        msg = f"the password must be at most {MAX_PASSWORD_LEN} characters"
-        raise PasswordPolicyError(msg)
-
-
 async def hash_password(password: str) -> str:
-    check_policy(password)
+    """The scrypt hash of a password that keeps the policy (PolicyError if it does not)."""
+    check_password(password)
     return await asyncio.to_thread(generate_password_hash, password, "scrypt")
 
 

@@ -1,6 +1,9 @@
-"""The relay: what publishers send is validated, stored and handed to subscribers (the browsers).
+"""The relay: what publishers send is stored and handed to subscribers (the browsers).
 
-The newest frame, reading and status are kept in memory for browsers that connect later.
+Input arrives validated (frames by ``relay.frames``, readings and status by the models of
+``appliance.schema``); what leaves are plain events with UTC wall times, which the transports
+turn into the API's JSON. The newest frame, reading and status are kept in memory for browsers
+that connect later.
 """
 
 from __future__ import annotations
@@ -9,27 +12,43 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Final
+from datetime import date, datetime, timedelta
+from typing import Final
 
 from appliance.clock import Clock
-from appliance.presence.model import Unsubscribe
-from appliance.relay import validate
-from appliance.relay.validate import Frame
+from appliance.relay.frames import Frame
 from appliance.settings import Settings
-from appliance.store import readings
-from appliance.store.db import Database, to_db_time
+from appliance.store import readings, timelapse
+from appliance.store.db import Database
 
 _LOGGER = logging.getLogger(__name__)
 
 # Old readings are pruned this often; a day's worth of rows is a few thousand at most.
 PRUNE_EVERY_S: Final = 6 * 3600.0
 
-IMAGE: Final = "image"
-TEMPHUM: Final = "temphum"
-STATUS: Final = "status"
 
-Listener = Callable[[str, dict[str, Any]], None]
+@dataclass(frozen=True, slots=True)
+class FrameEvent:
+    frame: Frame
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    temperature: float
+    humidity: float
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    status: str
+    at: datetime
+
+
+RelayEvent = FrameEvent | Reading | StatusEvent
+Listener = Callable[[RelayEvent], None]
+Unsubscribe = Callable[[], None]
 
 
 @dataclass(slots=True)
@@ -41,9 +60,9 @@ class RelayStats:
 
 @dataclass(slots=True)
 class Latest:
-    image: dict[str, Any] | None = None
-    temphum: dict[str, Any] | None = None
-    status: dict[str, Any] | None = None
+    image: FrameEvent | None = None
+    temphum: Reading | None = None
+    status: StatusEvent | None = None
 
 
 class RelayService:
@@ -59,14 +78,13 @@ class RelayService:
     async def start(self) -> None:
         image = await readings.latest_image(self._db)
         if image:
-            self.latest.image = _image_payload(Frame(image.mime, image.data), image.timestamp)
+            self.latest.image = FrameEvent(Frame(image.mime, image.data), image.timestamp)
         reading = await readings.latest_temphum(self._db)
         if reading:
-            self.latest.temphum = _temphum_payload(reading.temperature, reading.humidity,
-                                                   reading.timestamp)
+            self.latest.temphum = Reading(reading.temperature, reading.humidity, reading.timestamp)
         last = await readings.latest_status(self._db)
         if last:
-            self.latest.status = {"status": last.status, "timestamp": to_db_time(last.timestamp)}
+            self.latest.status = StatusEvent(last.status, last.timestamp)
         self._task = asyncio.create_task(self._pruner())
 
     async def stop(self) -> None:
@@ -75,49 +93,57 @@ class RelayService:
             await asyncio.gather(self._task, return_exceptions=True)
 
     def subscribe(self, listener: Listener) -> Unsubscribe:
-        """``listener(kind, payload)`` for every accepted image, temphum and status."""
+        """``listener(event)`` for every accepted frame, reading and status."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _publish(self, kind: str, payload: dict[str, Any]) -> None:
+    def _publish(self, event: RelayEvent) -> None:
         for listener in list(self._listeners):
             try:
-                listener(kind, payload)
+                listener(event)
             except Exception:
                 _LOGGER.exception("Relay listener failed")
 
-    def rejected(self, exc: validate.RelayInputError, who: str) -> None:
+    def rejected(self, reason: str, who: str) -> None:
         self.stats.rejected += 1
-        _LOGGER.info("Rejected input from %s: %s", who, exc)
+        _LOGGER.info("Rejected input from %s: %s", who, reason)
 
-    async def image(self, frame: Frame) -> dict[str, Any]:
-        now = self._clock.wall()
-        payload = _image_payload(frame, now)
-        self.latest.image = payload
+    async def image(self, frame: Frame) -> FrameEvent:
+        event = FrameEvent(frame, self._clock.wall())
+        self.latest.image = event
         self.stats.frames_in += 1
         # Browsers first, then the SD card: the write is the slowest step and viewers need not
         # wait for it (make bench: half the latency). The publisher's ack still follows the write.
-        self._publish(IMAGE, payload)
-        await readings.add_image(self._db, now, frame.mime, frame.data)
-        return payload
+        self._publish(event)
+        await readings.add_image(self._db, event.at, frame.mime, frame.data)
+        return event
 
-    async def temphum(self, raw: Any) -> dict[str, Any]:
-        temperature, humidity = validate.temphum(raw)
-        now = self._clock.wall()
-        await readings.add_temphum(self._db, now, temperature, humidity)
-        payload = _temphum_payload(temperature, humidity, now)
-        self.latest.temphum = payload
-        self._publish(TEMPHUM, payload)
-        return payload
+    async def temphum(self, temperature: float, humidity: float) -> Reading:
+        event = Reading(temperature, humidity, self._clock.wall())
+        await readings.add_temphum(self._db, event.at, temperature, humidity)
+        self.latest.temphum = event
+        self._publish(event)
+        return event
 
-    async def status(self, raw: Any) -> dict[str, Any]:
-        text = validate.status(raw)
-        now = self._clock.wall()
-        await readings.add_status(self._db, now, text)
-        payload = {"status": text, "timestamp": to_db_time(now)}
-        self.latest.status = payload
-        self._publish(STATUS, payload)
-        return payload
+    async def status(self, text: str) -> StatusEvent:
+        event = StatusEvent(text, self._clock.wall())
+        await readings.add_status(self._db, event.at, text)
+        self.latest.status = event
+        self._publish(event)
+        return event
+
+    async def readings_on(self, day: date) -> list[Reading]:
+        """Every temperature/humidity reading of one UTC day, oldest first."""
+        return [Reading(r.temperature, r.humidity, r.timestamp)
+                for r in await readings.temphum_on(self._db, day)]
+
+    async def delays(self) -> timelapse.TimelapseConfig:
+        """Seconds between frames, readings and status updates that publishers are asked to keep."""
+        return await timelapse.get(self._db)
+
+    async def set_delays(self, image_delay: int, temphum_delay: int, status_delay: int) -> None:
+        await timelapse.put(
+            self._db, timelapse.TimelapseConfig(image_delay, temphum_delay, status_delay))
 
     async def prune(self) -> None:
         now = self._clock.wall()
@@ -133,12 +159,3 @@ class RelayService:
             except Exception:
                 _LOGGER.exception("Pruning old readings failed")
             await asyncio.sleep(PRUNE_EVERY_S)
-
-
-def _image_payload(frame: Frame, when: datetime) -> dict[str, Any]:
-    # The reference's {image} with the bytes as a binary attachment instead of base64.
-    return {"image": frame.data, "mime": frame.mime, "timestamp": to_db_time(when)}
-
-
-def _temphum_payload(temperature: float, humidity: float, when: datetime) -> dict[str, Any]:
-    return {"temperature": temperature, "humidity": humidity, "timestamp": to_db_time(when)}

@@ -14,23 +14,29 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import socketio
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from appliance import schema
 from appliance.auth.accounts import check_token, user_for_session
 from appliance.presence.model import BeaconView
-from appliance.presence.payload import device_payload
-from appliance.relay import validate
-from appliance.relay.service import IMAGE, STATUS, TEMPHUM, RelayService
+from appliance.relay.frames import RelayInputError, frame_from_event
+from appliance.relay.service import FrameEvent, Reading, RelayEvent, RelayService, StatusEvent
+from appliance.services import Services
 from appliance.settings import Settings
-from appliance.web.context import Services
 
 _LOGGER = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 
 BROWSERS: Final = "browsers"
 PUBLISHERS: Final = "publishers"
+# Events from publishers (the reference's names).
+IMAGE_IN: Final = "image"
+TEMPHUM_IN: Final = "temphum"
+STATUS_IN: Final = "status"
 # Events to browsers.
 IMAGE_OUT: Final = "image2v"
 TEMPHUM_OUT: Final = "temphum2v"
@@ -44,8 +50,30 @@ TRANSPORT_HEADROOM: Final = 2
 OUTBOX_SIZE: Final = 1000
 
 
-def _ack_error(exc: validate.RelayInputError) -> dict[str, Any]:
-    return {"ok": False, "error": exc.code, "message": str(exc)}
+def _ack(*, error: str | None = None, message: str | None = None) -> dict[str, Any]:
+    return schema.Ack(ok=error is None, error=error, message=message).model_dump(exclude_none=True)
+
+
+class _Refused(Exception):
+    """A publisher's event that fails validation: the ack says why, the connection stays."""
+
+    code = "invalid"
+
+
+def _checked(adapter: TypeAdapter[M], data: Any) -> M:
+    """An event's data checked by its model: the same rules and messages as the REST route."""
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        if schema.not_an_object(exc):
+            msg = "send an object with " + ", ".join(adapter.json_schema()["properties"])
+            raise _Refused(msg) from None
+        raise _Refused(schema.describe(exc)) from None
+
+
+def _payload(model: BaseModel) -> dict[str, Any]:
+    """A model as Socket.IO sends it: timestamps as API strings, frame bytes as an attachment."""
+    return model.model_dump()
 
 
 class _BrowserChannel:
@@ -97,9 +125,9 @@ class RelayChannels:
         self._sender_task: asyncio.Task[None] | None = None
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
-        self.sio.on("image", self._image)
-        self.sio.on("temphum", self._temphum)
-        self.sio.on("status", self._status)
+        self.sio.on(IMAGE_IN, self._image)
+        self.sio.on(TEMPHUM_IN, self._temphum)
+        self.sio.on(STATUS_IN, self._status)
 
     @property
     def service(self) -> RelayService:
@@ -171,15 +199,15 @@ class RelayChannels:
     async def _greet(self, sid: str) -> None:
         ctx = self._services()
         latest = ctx.relay.latest
-        await self.sio.emit(DEVICES_OUT, {"discovered": [
-            device_payload(view, ctx.presence.wall) for view in ctx.presence.devices()]}, to=sid)
-        if latest.temphum:
-            await self.sio.emit(TEMPHUM_OUT, latest.temphum, to=sid)
-        if latest.status:
-            await self.sio.emit(STATUS_OUT, latest.status, to=sid)
+        devices = schema.Devices(discovered=[
+            schema.Device.of(view, ctx.presence.wall) for view in ctx.presence.devices()])
+        await self.sio.emit(DEVICES_OUT, _payload(devices), to=sid)
+        for event in (latest.temphum, latest.status):
+            if event is not None:
+                await self.sio.emit(*_outgoing(event), to=sid)
         channel = self._channels.get(sid)
         if latest.image and channel:
-            channel.offer(latest.image)
+            channel.offer(_outgoing(latest.image)[1])
 
     async def _disconnect(self, sid: str, *_reason: Any) -> None:
         channel = self._channels.pop(sid, None)
@@ -193,42 +221,48 @@ class RelayChannels:
         session = await self.sio.get_session(sid)
         return str(session["name"]) if session.get("role") == "publisher" else None
 
-    async def _handle(self, sid: str, work: Callable[[str], Awaitable[Any]]) -> dict[str, Any]:
+    async def _handle(self, sid: str, work: Callable[[], Awaitable[object]]) -> dict[str, Any]:
         name = await self._publisher(sid)
         if name is None:
-            return {"ok": False, "error": "forbidden", "message": "only publishers may send this"}
+            return _ack(error="forbidden", message="only publishers may send this")
         try:
-            await work(name)
-        except validate.RelayInputError as exc:
-            self.service.rejected(exc, name)
-            return _ack_error(exc)
-        return {"ok": True}
+            await work()
+        except (RelayInputError, _Refused) as exc:
+            self.service.rejected(str(exc), name)
+            return _ack(error=exc.code, message=str(exc))
+        return _ack()
 
     async def _image(self, sid: str, data: Any = None) -> dict[str, Any]:
-        async def work(_name: str) -> None:
-            await self.service.image(validate.frame_from_event(data, self._settings.image_max_bytes))
+        return await self._handle(sid, lambda: self.service.image(
+            frame_from_event(data, self._settings.image_max_bytes)))
+
+    async def _temphum(self, sid: str, data: Any = None) -> dict[str, Any]:
+        async def work() -> None:
+            reading = _checked(schema.TEMPHUM_EVENT, data)
+            await self.service.temphum(reading.temperature, reading.humidity)
 
         return await self._handle(sid, work)
 
-    async def _temphum(self, sid: str, data: Any = None) -> dict[str, Any]:
-        return await self._handle(sid, lambda _name: self.service.temphum(data))
-
     async def _status(self, sid: str, data: Any = None) -> dict[str, Any]:
-        return await self._handle(sid, lambda _name: self.service.status(data))
+        async def work() -> None:
+            await self.service.status(_checked(schema.STATUS_EVENT, data).status)
+
+        return await self._handle(sid, work)
 
     # -- browsers out --------------------------------------------------------------------------
-    def _on_relay(self, kind: str, payload: dict[str, Any]) -> None:
-        if kind == IMAGE:
+    def _on_relay(self, event: RelayEvent) -> None:
+        name, payload = _outgoing(event)
+        if name == IMAGE_OUT:
             for channel in list(self._channels.values()):
                 channel.offer(payload)
             return
-        self._broadcast({TEMPHUM: TEMPHUM_OUT, STATUS: STATUS_OUT}[kind], payload)
+        self._broadcast(name, payload)
 
     def _on_presence(self, address: str, view: BeaconView | None) -> None:
         ctx = self._services()
-        payload = ({"id": address, "removed": True} if view is None
-                   else device_payload(view, ctx.presence.wall))
-        self._broadcast(PRESENCE_OUT, payload)
+        payload = (schema.DeviceRemoved(id=address) if view is None
+                   else schema.Device.of(view, ctx.presence.wall))
+        self._broadcast(PRESENCE_OUT, _payload(payload))
 
     def _broadcast(self, event: str, payload: dict[str, Any]) -> None:
         """Small events to every browser, in the order they happened."""
@@ -244,3 +278,15 @@ class RelayChannels:
     @property
     def publisher_count(self) -> int:
         return sum(1 for _ in self.sio.manager.get_participants("/", PUBLISHERS))
+
+
+def _outgoing(event: RelayEvent) -> tuple[str, dict[str, Any]]:
+    """The browser event of a relay event: its name and its JSON (the reference's fields)."""
+    if isinstance(event, FrameEvent):
+        return IMAGE_OUT, _payload(schema.ImageOut(
+            image=event.frame.data, mime=event.frame.mime, timestamp=event.at))
+    if isinstance(event, Reading):
+        return TEMPHUM_OUT, _payload(schema.TempHumOut(
+            temperature=event.temperature, humidity=event.humidity, timestamp=event.at))
+    assert isinstance(event, StatusEvent)  # noqa: S101 - RelayEvent has three members
+    return STATUS_OUT, _payload(schema.StatusOut(status=event.status, timestamp=event.at))

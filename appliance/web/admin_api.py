@@ -2,73 +2,82 @@
 
 from __future__ import annotations
 
-from typing import Any
+from quart import Blueprint, Response
+from quart_schema import validate_request, validate_response
 
-from quart import Blueprint
-from quart_schema import validate_request
-
+from appliance import schema
 from appliance.auth import accounts
-from appliance.store import tokens as token_store
-from appliance.store import users as user_store
-from appliance.store.db import to_db_time
 from appliance.web.context import services
 from appliance.web.errors import json_error
 from appliance.web.guard import current_account
-from appliance.web.models import NewPassword, NewToken, NewUser
+from appliance.web.openapi import document_errors
 
 blueprint = Blueprint("admin", __name__)
 
 
 @blueprint.get("/api/users")
-async def list_users() -> dict[str, Any]:
+@document_errors(401)
+@validate_response(schema.Users)
+async def list_users() -> schema.Users:
     """Local users (for the settings page and for picking whom to pair a beacon with)."""
-    return {"users": [
-        {"id": user.id, "username": user.username, "createdAt": to_db_time(user.created_at)}
-        for user in await user_store.all_users(services().db)]}
+    return schema.Users(users=[
+        schema.UserInfo(id=user.id, username=user.username, createdAt=user.created_at)
+        for user in await accounts.all_users(services().db)])
 
 
 @blueprint.post("/api/users")
-@validate_request(NewUser)
-async def add_user(data: NewUser) -> tuple[dict[str, Any], int]:
+@validate_request(schema.NewUser)
+@document_errors(400, 401, 409, 422)
+@validate_response(schema.UserCreated, 201)
+async def add_user(data: schema.NewUser) -> tuple[schema.UserCreated, int]:
     user = await accounts.add_user(services().db, data.username, data.password)
-    return {"id": user.id, "username": user.username}, 201
+    return schema.UserCreated(id=user.id, username=user.username), 201
 
 
 @blueprint.put("/api/users/<name>/password")
-@validate_request(NewPassword)
-async def change_password(name: str, data: NewPassword) -> dict[str, Any]:
+@validate_request(schema.NewPassword)
+@document_errors(400, 401, 404, 422)
+@validate_response(schema.Done)
+async def change_password(name: str, data: schema.NewPassword) -> schema.Done:
     """Change a password; that user's other sessions end (yours too, if it is yours)."""
     await accounts.set_password(services().db, name, data.password)
-    return {"success": True, "message": f"password of {name} changed"}
+    return schema.Done(message=f"password of {name} changed")
 
 
 @blueprint.delete("/api/users/<name>")
-async def delete_user(name: str) -> Any:
+@document_errors(401, 404, 409)
+@validate_response(schema.Done)
+async def delete_user(name: str) -> schema.Done | Response:
     me = current_account()
     if me is not None and me.username.lower() == name.lower():
         return json_error(409, "self", "you cannot delete the account you are logged in with")
     await accounts.delete_user(services().db, name)
-    return {"success": True, "message": f"user {name} deleted"}
+    return schema.Done(message=f"user {name} deleted")
 
 
 @blueprint.get("/api/tokens")
-async def list_tokens() -> dict[str, Any]:
+@document_errors(401)
+@validate_response(schema.Tokens)
+async def list_tokens() -> schema.Tokens:
     """Publisher tokens: names and dates only; a token itself is shown once, when created."""
-    return {"tokens": [
-        {"name": t.name, "createdAt": to_db_time(t.created_at),
-         "lastUsedAt": to_db_time(t.last_used_at) if t.last_used_at else None}
-        for t in await token_store.all_tokens(services().db)]}
+    return schema.Tokens(tokens=[
+        schema.TokenInfo(name=t.name, createdAt=t.created_at, lastUsedAt=t.last_used_at)
+        for t in await accounts.all_tokens(services().db)])
 
 
 @blueprint.post("/api/tokens")
-@validate_request(NewToken)
-async def add_token(data: NewToken) -> tuple[dict[str, Any], int]:
+@validate_request(schema.NewToken)
+@document_errors(400, 401, 409, 422)
+@validate_response(schema.TokenCreated, 201)
+async def add_token(data: schema.NewToken) -> tuple[schema.TokenCreated, int]:
     """Create a token; the answer is the only time it is shown."""
     _record, token = await accounts.add_token(services().db, data.name)
-    return {"name": data.name, "token": token}, 201
+    return schema.TokenCreated(name=data.name, token=token), 201
 
 
 @blueprint.delete("/api/tokens/<name>")
-async def revoke_token(name: str) -> dict[str, Any]:
+@document_errors(401, 404)
+@validate_response(schema.Done)
+async def revoke_token(name: str) -> schema.Done:
     await accounts.revoke_token(services().db, name)
-    return {"success": True, "message": f"token {name} revoked"}
+    return schema.Done(message=f"token {name} revoked")

@@ -5,17 +5,15 @@ from __future__ import annotations
 from quart import Blueprint, Response, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import AuthUser, login_user, logout_user
-from quart_schema import hide, validate_request
+from quart_schema import hide, validate_request, validate_response
 from werkzeug.datastructures import MultiDict
 
-from appliance.auth.accounts import session_id
-from appliance.auth.passwords import verify_password
-from appliance.store import users as user_store
-from appliance.store.users import User
+from appliance import schema
+from appliance.auth.accounts import User, authenticate, session_id
 from appliance.web.context import services
 from appliance.web.errors import json_error
 from appliance.web.guard import current_account, public
-from appliance.web.models import LoginRequest
+from appliance.web.openapi import document_errors
 
 blueprint = Blueprint("auth", __name__)
 
@@ -35,8 +33,8 @@ async def _authenticate(username: str, password: str) -> User:
     if wait:
         msg = f"too many failed logins; try again in {wait} s"
         raise LoginFailed(429, "too_many_attempts", msg, wait)
-    user = await user_store.by_name(ctx.db, username)
-    if not await verify_password(user.password_hash if user else None, password) or user is None:
+    user = await authenticate(ctx.db, username, password)
+    if user is None:
         ctx.throttle.failed(keys, now)
         raise LoginFailed(401, "bad_credentials", "wrong user name or password")
     ctx.throttle.succeeded(keys[1:])
@@ -85,24 +83,31 @@ async def logout_form() -> ResponseReturnValue:
 
 @blueprint.post("/api/session")
 @public
-@validate_request(LoginRequest)
-async def session_login(data: LoginRequest) -> Response | tuple[dict[str, object], int]:
+@validate_request(schema.LoginRequest)
+@document_errors(400, 401, 422, 429)
+@validate_response(schema.SessionInfo)
+async def session_login(data: schema.LoginRequest) -> Response | schema.SessionInfo:
+    """Log in: the answer sets the session cookie."""
     try:
         user = await _authenticate(data.username, data.password)
     except LoginFailed as exc:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
         return json_error(exc.status, exc.code, str(exc), **headers)
-    return {"username": user.username, "id": user.id}, 200
+    return schema.SessionInfo(username=user.username, id=user.id)
 
 
 @blueprint.get("/api/session")
-async def session_info() -> dict[str, object]:
+@document_errors(401)
+@validate_response(schema.SessionInfo)
+async def session_info() -> schema.SessionInfo:
     user = current_account()
     assert user is not None  # noqa: S101 - the guard lets only logged-in users reach this
-    return {"username": user.username, "id": user.id}
+    return schema.SessionInfo(username=user.username, id=user.id)
 
 
 @blueprint.delete("/api/session")
-async def session_logout() -> tuple[dict[str, object], int]:
+@document_errors(401)
+@validate_response(schema.Done)
+async def session_logout() -> schema.Done:
     logout_user()
-    return {"success": True, "message": "logged out"}, 200
+    return schema.Done(message="logged out")

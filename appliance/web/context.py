@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Final
 
 from quart import current_app
 
-from appliance.auth.throttle import LoginThrottle
-from appliance.clock import Clock
-from appliance.presence.service import PresenceService
-from appliance.relay.service import RelayService
-from appliance.settings import Settings
-from appliance.store.db import Database
+from appliance.services import Services
 
-
-@dataclass(slots=True)
-class Services:
-    settings: Settings
-    clock: Clock
-    throttle: LoginThrottle
-    db: Database
-    presence: PresenceService
-    relay: RelayService
-    browsers: Callable[[], int]
-    publishers: Callable[[], int]
+# The key create_app stores the running services under in the Quart app's extensions.
+EXTENSION_KEY: Final = "appliance"
 
 
 def services() -> Services:
-    ctx: Services = current_app.extensions["appliance"]
+    ctx: Services = current_app.extensions[EXTENSION_KEY]
     return ctx

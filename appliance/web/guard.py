@@ -15,10 +15,8 @@ from quart import Quart, current_app, g, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import current_user
 
-from appliance.auth.accounts import check_token, user_for_session
+from appliance.auth.accounts import PublisherToken, User, check_token, user_for_session
 from appliance.auth.tokens import bearer_token
-from appliance.store.tokens import PublisherToken
-from appliance.store.users import User
 from appliance.web.context import services
 from appliance.web.errors import json_error
 

@@ -8,6 +8,7 @@ from quart import Blueprint, current_app, render_template
 from quart_schema import hide
 
 from appliance import __version__, system_status
+from appliance.auth.policy import MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, NAME_PATTERN
 from appliance.web.context import services
 from appliance.web.guard import current_account
 
@@ -27,7 +28,11 @@ async def index() -> str:
 @blueprint.get("/settings")
 @hide
 async def settings() -> str:
-    return await render_template("settings.html", user=current_account())
+    # The forms check the same rules as the API, so a browser can say what is wrong at once.
+    return await render_template(
+        "settings.html", user=current_account(),
+        name_pattern=NAME_PATTERN.removeprefix("^").removesuffix("$"),
+        min_password=MIN_PASSWORD_LEN, max_password=MAX_PASSWORD_LEN)
 
 
 @blueprint.get("/docs")

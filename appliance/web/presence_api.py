@@ -2,100 +2,98 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from quart import Blueprint
-from quart_schema import validate_request
+from quart_schema import validate_request, validate_response
 
-from appliance import __version__, system_status
+from appliance import __version__, schema, system_status
 from appliance.presence.model import PresenceState
-from appliance.presence.payload import device_payload
 from appliance.web.context import services
 from appliance.web.guard import public, token_allowed
-from appliance.web.models import DeviceRequest, PairRequest
+from appliance.web.openapi import document_errors
 
 blueprint = Blueprint("presence", __name__)
 
 
 @blueprint.get("/health")
 @public
-async def health() -> dict[str, Any]:
+@validate_response(schema.Health)
+async def health() -> schema.Health:
     """Liveness; the one API route that needs no login."""
-    return {"status": "ok", "service": "appliance", "version": __version__}
+    return schema.Health(service="appliance", version=__version__)
 
 
 @blueprint.get("/devices")
 @token_allowed
-async def devices() -> dict[str, Any]:
+@document_errors(401)
+@validate_response(schema.Devices)
+async def devices() -> schema.Devices:
     """Beacons in range or paired, paired first."""
     presence = services().presence
-    return {"discovered": [device_payload(v, presence.wall) for v in presence.devices()]}
+    return schema.Devices(discovered=[schema.Device.of(v, presence.wall) for v in presence.devices()])
 
 
 @blueprint.get("/status")
 @token_allowed
-async def status() -> dict[str, Any]:
+@document_errors(401)
+@validate_response(schema.Status)
+async def status() -> schema.Status:
     """Bluetooth and pairing counters (the reference fields) and the adapter's health."""
     ctx = services()
     presence = ctx.presence
     views = presence.devices()
     paired = [v for v in views if v.pairing is not None]
     health = presence.health
-    return {
-        "bluetooth": {
-            "scanning": health.scanning,
-            "discoveredCount": len(views),
-            "connectedCount": sum(v.linked for v in views),
-            "radio": presence.radio_name,
-            "adapter": health.state,
-            "recoveries": health.recoveries,
-            "lastError": health.last_error,
-            "lastRecovery": health.last_recovery,
-        },
-        "pairing": {
-            "totalPaired": len(paired),
-            "requiresTap": sum(v.state is PresenceState.REQUIRES_TAP for v in paired),
-            "activeRecent": sum(v.state is not PresenceState.REQUIRES_TAP for v in paired),
-        },
-        "relay": {
-            "browsers": ctx.browsers(),
-            "publishers": ctx.publishers(),
-            "framesIn": ctx.relay.stats.frames_in,
-            "framesDropped": ctx.relay.stats.frames_dropped,
-            "rejected": ctx.relay.stats.rejected,
-        },
-        "tunnel": system_status.tunnel(ctx.settings),
-        "setup": system_status.setup(ctx.settings),
-    }
+    return schema.Status(
+        bluetooth=schema.BluetoothStatus(
+            scanning=health.scanning, discoveredCount=len(views),
+            connectedCount=sum(v.linked for v in views), radio=presence.radio_name,
+            adapter=health.state, recoveries=health.recoveries, lastError=health.last_error,
+            lastRecovery=health.last_recovery,
+        ),
+        pairing=schema.PairingStatus(
+            totalPaired=len(paired),
+            requiresTap=sum(v.state is PresenceState.REQUIRES_TAP for v in paired),
+            activeRecent=sum(v.state is not PresenceState.REQUIRES_TAP for v in paired),
+        ),
+        relay=schema.RelayStatus(
+            browsers=ctx.browsers(), publishers=ctx.publishers(),
+            framesIn=ctx.relay.stats.frames_in, framesDropped=ctx.relay.stats.frames_dropped,
+            rejected=ctx.relay.stats.rejected,
+        ),
+        tunnel=schema.TunnelStatus.model_validate(system_status.tunnel(ctx.settings)),
+        setup=schema.SetupStatus.model_validate(system_status.setup(ctx.settings)),
+    )
 
 
 @blueprint.post("/pair")
-@validate_request(PairRequest)
-async def pair(data: PairRequest) -> dict[str, Any]:
+@validate_request(schema.PairRequest)
+@document_errors(400, 401, 404, 409, 422)
+@validate_response(schema.Paired)
+async def pair(data: schema.PairRequest) -> schema.Paired:
     """Pair a beacon that has been seen with a user; the appliance connects to it when present."""
     presence = services().presence
     view = await presence.pair(data.deviceId, data.userId, data.userName)
-    return {
-        "success": True, "message": "Device paired successfully", "deviceId": data.deviceId,
-        "userId": data.userId, "device": device_payload(view, presence.wall),
-    }
+    return schema.Paired(message="Device paired successfully", deviceId=data.deviceId,
+                         userId=data.userId, device=schema.Device.of(view, presence.wall))
 
 
 @blueprint.post("/reconnect")
-@validate_request(DeviceRequest)
-async def reconnect(data: DeviceRequest) -> dict[str, Any]:
+@validate_request(schema.DeviceRequest)
+@document_errors(400, 401, 404, 422)
+@validate_response(schema.Paired)
+async def reconnect(data: schema.DeviceRequest) -> schema.Paired:
     """The Reconnect tap: needed once a beacon was away longer than the reconnect window."""
     presence = services().presence
     view = await presence.reconnect(data.deviceId)
     assert view.pairing is not None  # noqa: S101 - reconnect only succeeds for paired beacons
-    return {
-        "success": True, "message": "Device reconnected", "deviceId": data.deviceId,
-        "userId": view.pairing.user_id, "device": device_payload(view, presence.wall),
-    }
+    return schema.Paired(message="Device reconnected", deviceId=data.deviceId,
+                         userId=view.pairing.user_id, device=schema.Device.of(view, presence.wall))
 
 
 @blueprint.post("/unpair")
-@validate_request(DeviceRequest)
-async def unpair(data: DeviceRequest) -> dict[str, Any]:
+@validate_request(schema.DeviceRequest)
+@document_errors(400, 401, 404, 422)
+@validate_response(schema.Unpaired)
+async def unpair(data: schema.DeviceRequest) -> schema.Unpaired:
     await services().presence.unpair(data.deviceId)
-    return {"success": True, "message": "Device unpaired", "deviceId": data.deviceId}
+    return schema.Unpaired(message="Device unpaired", deviceId=data.deviceId)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from hypercorn.typing import ASGIFramework
-
-Scope = dict[str, Any]
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
 
 class TrustedProxyHeaders:
@@ -16,13 +14,15 @@ class TrustedProxyHeaders:
         self.app = app
         self.trusted = frozenset(trusted)
 
-    def _is_trusted(self, scope: Scope) -> bool:
+    def _is_trusted(self, scope: dict[str, Any]) -> bool:
         client = scope.get("client")
         if not client:  # a unix socket has no peer address
             return "unix" in self.trusted
         return str(client[0]) in self.trusted
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, asgi_scope: Scope, receive: ASGIReceiveCallable,
+                       send: ASGISendCallable) -> None:
+        scope = cast(dict[str, Any], asgi_scope)
         if scope["type"] in ("http", "websocket") and self._is_trusted(scope):
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             scope = dict(scope)

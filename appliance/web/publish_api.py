@@ -1,17 +1,24 @@
-"""Publishing over REST for simple clients: the same validation and relay as Socket.IO."""
+"""Publishing over REST for simple clients: the same models and relay as Socket.IO."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
 
-from quart import Blueprint, request
+from pydantic import ValidationError
+from quart import Blueprint, Response, request
+from quart_schema import RequestSchemaValidationError, validate_request, validate_response
 
-from appliance.relay import validate
+from appliance import schema
+from appliance.relay.frames import RelayInputError, frame_from_bytes
 from appliance.web.context import services
 from appliance.web.errors import json_error
 from appliance.web.guard import current_account, current_publisher, token_allowed
+from appliance.web.openapi import binary_body, document_errors
 
 blueprint = Blueprint("publish", __name__)
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
 def _who() -> str:
@@ -19,36 +26,61 @@ def _who() -> str:
     return publisher.name if publisher else user.username if user else "?"
 
 
-async def _accept(kind: str, payload: Any) -> Any:
-    relay = services().relay
-    try:
-        if kind == "image":
-            frame = validate.frame_from_bytes(payload, services().settings.image_max_bytes)
-            result = await relay.image(frame)
-            return {"ok": True, "mime": result["mime"], "timestamp": result["timestamp"]}, 201
-        result = await (relay.temphum(payload) if kind == "temphum" else relay.status(payload))
-        return {"ok": True, **result}, 201
-    except validate.RelayInputError as exc:
-        relay.rejected(exc, _who())
-        return json_error(exc.status, exc.code, str(exc))
+def _counts_rejections(func: F) -> F:
+    """Bad bodies count in /status's relay.rejected, as bad Socket.IO events do."""
+
+    @wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await func(*args, **kwargs)
+        except RequestSchemaValidationError as exc:
+            inner = exc.validation_error
+            reason = schema.describe(inner) if isinstance(inner, ValidationError) else str(inner)
+            services().relay.rejected(reason, _who())
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 @blueprint.post("/api/image")
 @token_allowed
-async def post_image() -> Any:
+@binary_body("image/jpeg", "image/png")
+@document_errors(400, 401, 413, 415)
+@validate_response(schema.ImagePublished, 201)
+async def post_image() -> Response | tuple[schema.ImagePublished, int]:
     """Publish one frame: the JPEG or PNG bytes as the body (any Content-Type)."""
-    return await _accept("image", await request.get_data(cache=False))
+    relay = services().relay
+    try:
+        # Uncached raw bytes (cache, as_text, parse_form_data: quart's typed overload wants all three).
+        frame = frame_from_bytes(await request.get_data(False, False, False),
+                                 services().settings.image_max_bytes)
+    except RelayInputError as exc:
+        relay.rejected(str(exc), _who())
+        return json_error(exc.status, exc.code, str(exc))
+    event = await relay.image(frame)
+    return schema.ImagePublished(mime=frame.mime, timestamp=event.at), 201
 
 
 @blueprint.post("/api/temphum")
 @token_allowed
-async def post_temphum() -> Any:
+@_counts_rejections
+@validate_request(schema.TempHumIn)
+@document_errors(400, 401, 422)
+@validate_response(schema.TempHumPublished, 201)
+async def post_temphum(data: schema.TempHumIn) -> tuple[schema.TempHumPublished, int]:
     """Publish a reading: {"temperature": °C, "humidity": %}."""
-    return await _accept("temphum", await request.get_json(silent=True))
+    event = await services().relay.temphum(data.temperature, data.humidity)
+    return schema.TempHumPublished(
+        temperature=event.temperature, humidity=event.humidity, timestamp=event.at), 201
 
 
 @blueprint.post("/api/status")
 @token_allowed
-async def post_status() -> Any:
+@_counts_rejections
+@validate_request(schema.StatusIn)
+@document_errors(400, 401, 422)
+@validate_response(schema.StatusPublished, 201)
+async def post_status(data: schema.StatusIn) -> tuple[schema.StatusPublished, int]:
     """Publish the printer's status: {"status": "text"}."""
-    return await _accept("status", await request.get_json(silent=True))
+    event = await services().relay.status(data.status)
+    return schema.StatusPublished(status=event.status, timestamp=event.at), 201

@@ -1,19 +1,19 @@
-"""What publishers send, checked before anything is stored or relayed."""
+"""Frames from publishers, checked before anything is stored or relayed.
+
+A frame is bytes, not a JSON shape: it is checked by its size and first bytes (and decoded from
+the reference's base64 string when an old publisher sends one), never decoded as an image.
+Readings and status are JSON and checked by the pydantic models of ``appliance.schema``.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import math
 from dataclasses import dataclass
 from typing import Any, Final
 
 JPEG_MAGIC: Final = b"\xff\xd8\xff"
 PNG_MAGIC: Final = b"\x89PNG\r\n\x1a\n"
-# A DHT22/SHT3x reads -40..80 °C (SHT up to 125); anything outside is a broken sensor or a bug.
-TEMPERATURE_RANGE: Final = (-40.0, 125.0)
-HUMIDITY_RANGE: Final = (0.0, 100.0)
-STATUS_MAX_LEN: Final = 200
 
 
 class RelayInputError(ValueError):
@@ -67,37 +67,3 @@ def frame_from_event(payload: Any, max_bytes: int) -> Frame:
         return frame_from_bytes(data, max_bytes)
     msg = "send the image as binary data, or as {image: <base64 string>}"
     raise RelayInputError(msg, code="invalid")
-
-
-def _number(payload: dict[str, Any], key: str, low: float, high: float) -> float:
-    value = payload.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        msg = f"{key} must be a number"
-        raise RelayInputError(msg)
-    if not low <= value <= high:
-        msg = f"{key} {value} is outside {low:g}..{high:g}"
-        raise RelayInputError(msg)
-    return float(value)
-
-
-def temphum(payload: Any) -> tuple[float, float]:
-    if not isinstance(payload, dict):
-        msg = "send {temperature: number, humidity: number}"
-        raise RelayInputError(msg)
-    return (_number(payload, "temperature", *TEMPERATURE_RANGE),
-            _number(payload, "humidity", *HUMIDITY_RANGE))
-
-
-def status(payload: Any) -> str:
-    value = payload.get("status") if isinstance(payload, dict) else None
-    if not isinstance(value, str) or not value.strip():
-        msg = "send {status: text}"
-        raise RelayInputError(msg)
-    value = value.strip()
-    if len(value) > STATUS_MAX_LEN:
-        msg = f"status is {len(value)} characters; at most {STATUS_MAX_LEN}"
-        raise RelayInputError(msg)
-    if any(ord(ch) < 32 for ch in value):
-        msg = "status must be one line of printable text"
-        raise RelayInputError(msg)
-    return value

@@ -1,0 +1,30 @@
+"""The services create_app builds, in one typed bundle that the web API and the Socket.IO channels share.
+
+A neutral home: `web/` and `relay/socket.py` both take their services from here, so neither
+transport imports the other. Nothing here does I/O; create_app fills it at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from appliance.auth.throttle import LoginThrottle
+from appliance.clock import Clock
+from appliance.presence.service import PresenceService
+from appliance.relay.service import RelayService
+from appliance.settings import Settings
+from appliance.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    clock: Clock
+    throttle: LoginThrottle
+    db: Database
+    presence: PresenceService
+    relay: RelayService
+    # Connected Socket.IO clients, for /status (the channels count them).
+    browsers: Callable[[], int]
+    publishers: Callable[[], int]
