@@ -16,6 +16,7 @@ from typing import Any
 from appliance import __version__
 from appliance.auth import accounts
 from appliance.auth.policy import check_password
+from appliance.clock import SystemClock
 from appliance.errors import ApplianceError, ConfigError
 from appliance.settings import Settings, load_settings
 from appliance.store.db import Database
@@ -111,7 +112,8 @@ async def _with_db(settings: Settings, action: Callable[[Database], Awaitable[in
 
 async def _user(args: argparse.Namespace, db: Database) -> int:
     if args.action == "add":
-        await accounts.add_user(db, args.name, _read_password(args.password_stdin))
+        await accounts.add_user(db, args.name, _read_password(args.password_stdin),
+                                now=SystemClock().wall())
         _out(f"user {args.name} added")
     elif args.action == "passwd":
         await accounts.set_password(db, args.name, _read_password(args.password_stdin))
@@ -127,7 +129,7 @@ async def _user(args: argparse.Namespace, db: Database) -> int:
 
 async def _token(args: argparse.Namespace, db: Database) -> int:
     if args.action == "add":
-        _record, token = await accounts.add_token(db, args.name)
+        _record, token = await accounts.add_token(db, args.name, now=SystemClock().wall())
         _out(token)
         _err(f"token {args.name} created; it is shown only this once")
     elif args.action == "revoke":

@@ -203,7 +203,7 @@ class Applier:
         db = await Database.open(data_dir / "appliance.db")
         try:
             hashed = password_hash or await hash_password(password or "")
-            await accounts.put_user(db, name, hashed)
+            await accounts.put_user(db, name, hashed, now=datetime.now(UTC))
         finally:
             await db.close()
         self.run(["chown", "-R", f"{self.target.appliance_user}:{self.target.appliance_user}",

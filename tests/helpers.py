@@ -208,7 +208,7 @@ async def add_user(data_dir: Path, name: str = "alice", password: str = PASSWORD
 
     db = await Database.open(data_dir / "appliance.db")
     try:
-        await accounts.add_user(db, name, password)
+        await accounts.add_user(db, name, password, now=datetime.now(UTC))
     finally:
         await db.close()
 
@@ -219,7 +219,7 @@ async def add_token(data_dir: Path, name: str = "camera") -> str:
 
     db = await Database.open(data_dir / "appliance.db")
     try:
-        _record, token = await accounts.add_token(db, name)
+        _record, token = await accounts.add_token(db, name, now=datetime.now(UTC))
     finally:
         await db.close()
     return token

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,8 @@ from appliance.errors import ConfigError
 from appliance.schema import NewToken, NewUser
 from appliance.store.db import Database
 from appliance_sim.radio import VirtualRadio
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 # (method, rule) pairs anyone may call; everything else needs a login or a token.
 PUBLIC = {("GET", "/health"), ("GET", "/login"), ("POST", "/login"), ("POST", "/api/session"),
@@ -64,28 +67,28 @@ def test_tokens_are_random_and_only_their_hash_is_kept() -> None:
 
 async def test_token_lifecycle_stores_no_plain_token(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "a.db")
-    _record, token = await accounts.add_token(db, "camera")
-    assert await accounts.check_token(db, token) is not None
-    assert await accounts.check_token(db, token + "x") is None
+    _record, token = await accounts.add_token(db, "camera", now=NOW)
+    assert await accounts.check_token(db, token, now=NOW) is not None
+    assert await accounts.check_token(db, token + "x", now=NOW) is None
     dump = (tmp_path / "a.db").read_bytes() + (tmp_path / "a.db-wal").read_bytes()
     assert token.encode() not in dump and token_hash(token).encode() in dump
     with pytest.raises(accounts.AccountError, match="exists"):
-        await accounts.add_token(db, "camera")
+        await accounts.add_token(db, "camera", now=NOW)
     await accounts.revoke_token(db, "camera")
-    assert await accounts.check_token(db, token) is None
+    assert await accounts.check_token(db, token, now=NOW) is None
     await db.close()
 
 
 async def test_password_change_invalidates_existing_sessions(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "a.db")
-    user = await accounts.add_user(db, "alice", "first password")
+    user = await accounts.add_user(db, "alice", "first password", now=NOW)
     sid = accounts.session_id(user)
     assert await accounts.user_for_session(db, sid) == user
     await accounts.set_password(db, "alice", "second password")
     assert await accounts.user_for_session(db, sid) is None
     assert await accounts.user_for_session(db, "garbage") is None
     with pytest.raises(PolicyError, match="1-64 letters"):
-        await accounts.add_user(db, "bad name!", "some password")
+        await accounts.add_user(db, "bad name!", "some password", now=NOW)
     await db.close()
 
 

@@ -89,9 +89,9 @@ def test_db_time_round_trips_and_sorts_as_text() -> None:
 
 
 async def test_users_are_unique_case_insensitively(db: Database) -> None:
-    user = await users.add(db, "Alice", "hash")
-    assert user is not None and user.username == "Alice"
-    assert await users.add(db, "alice", "other") is None
+    user = await users.add(db, "Alice", "hash", T0)
+    assert user is not None and user.username == "Alice" and user.created_at == T0
+    assert await users.add(db, "alice", "other", T0) is None
     assert (await users.by_name(db, "ALICE")) == user
     assert await users.set_password_hash(db, "alice", "new")
     assert (await users.get(db, user.id)).password_hash == "new"  # type: ignore[union-attr]
@@ -101,9 +101,9 @@ async def test_users_are_unique_case_insensitively(db: Database) -> None:
 
 
 async def test_tokens_are_found_by_hash_and_revoked_by_name(db: Database) -> None:
-    record = await tokens.add(db, "camera", "h1")
-    assert record is not None and record.last_used_at is None
-    assert await tokens.add(db, "camera", "h2") is None
+    record = await tokens.add(db, "camera", "h1", T0)
+    assert record is not None and record.last_used_at is None and record.created_at == T0
+    assert await tokens.add(db, "camera", "h2", T0) is None
     assert (await tokens.by_hash(db, "h1")) == record
     await tokens.touch(db, record.id, T0)
     assert (await tokens.by_hash(db, "h1")).last_used_at == T0  # type: ignore[union-attr]

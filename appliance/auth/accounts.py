@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from appliance.auth.passwords import hash_password, verify_password
@@ -12,7 +12,7 @@ from appliance.auth.tokens import new_token, token_hash
 from appliance.errors import ApplianceError
 from appliance.store import tokens as token_store
 from appliance.store import users as user_store
-from appliance.store.db import Database, utcnow
+from appliance.store.db import Database
 
 # The account types are the store's rows, re-exported: code above auth/ names them from here.
 from appliance.store.tokens import PublisherToken as PublisherToken
@@ -62,20 +62,20 @@ async def authenticate(db: Database, name: str, password: str) -> User | None:
     return user
 
 
-async def add_user(db: Database, name: str, password: str) -> User:
+async def add_user(db: Database, name: str, password: str, *, now: datetime) -> User:
     check_name(name)
-    user = await user_store.add(db, name, await hash_password(password))
+    user = await user_store.add(db, name, await hash_password(password), now)
     if user is None:
         msg = f"user {name!r} already exists; pick another name or use `user passwd`"
         raise AccountError(msg, code="exists")
     return user
 
 
-async def put_user(db: Database, name: str, password_hash: str) -> None:
+async def put_user(db: Database, name: str, password_hash: str, *, now: datetime) -> None:
     """Create the user with this password hash, or give an existing one this hash (first boot)."""
     check_name(name)
     if await user_store.by_name(db, name) is None:
-        await user_store.add(db, name, password_hash)
+        await user_store.add(db, name, password_hash, now)
     elif not await user_store.set_password_hash(db, name, password_hash):
         msg = f"user {name!r} vanished while its password was set; run first boot again"
         raise AccountError(msg, code="not_found")
@@ -93,11 +93,11 @@ async def delete_user(db: Database, name: str) -> None:
         raise AccountError(msg, code="not_found")
 
 
-async def add_token(db: Database, name: str) -> tuple[PublisherToken, str]:
+async def add_token(db: Database, name: str, *, now: datetime) -> tuple[PublisherToken, str]:
     """Create a token; the plain token is returned once and never stored."""
     check_token_name(name)
     token = new_token()
-    record = await token_store.add(db, name, token_hash(token))
+    record = await token_store.add(db, name, token_hash(token), now)
     if record is None:
         msg = f"a token named {name!r} exists; revoke it first or pick another name"
         raise AccountError(msg, code="exists")
@@ -110,9 +110,9 @@ async def revoke_token(db: Database, name: str) -> None:
         raise AccountError(msg, code="not_found")
 
 
-async def check_token(db: Database, token: str) -> PublisherToken | None:
+async def check_token(db: Database, token: str, *, now: datetime) -> PublisherToken | None:
+    """The token's record, its last use noted (at most once per TOKEN_TOUCH_INTERVAL)."""
     record = await token_store.by_hash(db, token_hash(token))
-    now = utcnow()
     if record is not None and (
         record.last_used_at is None or now - record.last_used_at > TOKEN_TOUCH_INTERVAL
     ):

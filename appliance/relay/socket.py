@@ -177,7 +177,7 @@ class RelayChannels:
         ctx = self._services()
         token = auth.get("token") if isinstance(auth, dict) else None
         if isinstance(token, str) and token:
-            record = await check_token(ctx.db, token)
+            record = await check_token(ctx.db, token, now=ctx.clock.wall())
             if record is None:
                 msg = "that publisher token is not valid"
                 raise socketio.exceptions.ConnectionRefusedError(msg, {"error": "bad_token"})

@@ -164,6 +164,3 @@ class Database:
         async with self._lock:
             return await integrity_check(self._conn)
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

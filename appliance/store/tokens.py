@@ -8,7 +8,7 @@ from datetime import datetime
 
 import aiosqlite
 
-from appliance.store.db import Database, from_db_time, to_db_time, utcnow
+from appliance.store.db import Database, from_db_time, to_db_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +26,12 @@ def _token(row: aiosqlite.Row) -> PublisherToken:
     )
 
 
-async def add(db: Database, name: str, token_hash: str) -> PublisherToken | None:
-    """Insert a token; None when the name is taken."""
+async def add(db: Database, name: str, token_hash: str, now: datetime) -> PublisherToken | None:
+    """Insert a token created at ``now``; None when the name is taken."""
     try:
         result = await db.execute(
             "INSERT INTO publisher_tokens (name, token_hash, created_at) VALUES (?, ?, ?)",
-            (name, token_hash, to_db_time(utcnow())),
+            (name, token_hash, to_db_time(now)),
         )
     except sqlite3.IntegrityError:
         return None

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import aiosqlite
 
-from appliance.store.db import Database, from_db_time, to_db_time, utcnow
+from appliance.store.db import Database, from_db_time, to_db_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +23,12 @@ def _user(row: aiosqlite.Row) -> User:
     return User(row["id"], row["username"], row["password_hash"], from_db_time(row["created_at"]))
 
 
-async def add(db: Database, username: str, password_hash: str) -> User | None:
-    """Insert a user; None when the name is taken."""
+async def add(db: Database, username: str, password_hash: str, now: datetime) -> User | None:
+    """Insert a user created at ``now``; None when the name is taken."""
     try:
         result = await db.execute(
             "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
-            (username, password_hash, to_db_time(utcnow())),
+            (username, password_hash, to_db_time(now)),
         )
     except sqlite3.IntegrityError:
         return None

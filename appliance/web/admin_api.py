@@ -30,7 +30,8 @@ async def list_users() -> schema.Users:
 @document_errors(400, 401, 409, 422)
 @validate_response(schema.UserCreated, 201)
 async def add_user(data: schema.NewUser) -> tuple[schema.UserCreated, int]:
-    user = await accounts.add_user(services().db, data.username, data.password)
+    ctx = services()
+    user = await accounts.add_user(ctx.db, data.username, data.password, now=ctx.clock.wall())
     return schema.UserCreated(id=user.id, username=user.username), 201
 
 
@@ -71,7 +72,8 @@ async def list_tokens() -> schema.Tokens:
 @validate_response(schema.TokenCreated, 201)
 async def add_token(data: schema.NewToken) -> tuple[schema.TokenCreated, int]:
     """Create a token; the answer is the only time it is shown."""
-    _record, token = await accounts.add_token(services().db, data.name)
+    ctx = services()
+    _record, token = await accounts.add_token(ctx.db, data.name, now=ctx.clock.wall())
     return schema.TokenCreated(name=data.name, token=token), 201
 
 

@@ -78,7 +78,7 @@ async def _guard() -> ResponseReturnValue | None:
         return None
     token = bearer_token(request.headers.get("Authorization"))
     if token is not None and getattr(view, TOKEN_ATTR, False):
-        g.appliance_publisher = await check_token(ctx.db, token)
+        g.appliance_publisher = await check_token(ctx.db, token, now=ctx.clock.wall())
         if g.appliance_publisher is not None:
             return None
         return json_error(401, "bad_token", "that publisher token is not valid; create one with "
