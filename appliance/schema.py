@@ -296,6 +296,8 @@ class RelayStatus(BaseModel):
     publishers: int
     framesIn: int
     framesDropped: int
+    framesStored: int  # kept on the SD card: at most one per image_delay
+    storeErrors: int
     rejected: int
 
 

@@ -73,7 +73,28 @@ async def test_binary_frame_reaches_the_browser_as_binary(pair: tuple[Env, Brows
     [frame] = browser.of("image2v")
     assert frame["image"] == png and isinstance(frame["image"], bytes)
     assert frame["mime"] == "image/png" and frame["timestamp"].endswith("Z")
-    assert await count(env, "images") == 1
+    await wait_for(lambda: stored(env, 1), what="the frame on the SD card")
+
+
+async def stored(env: Env, frames: int) -> bool:
+    return await count(env, "images") == frames
+
+
+async def test_every_frame_is_relayed_but_one_per_image_delay_is_stored(
+    pair: tuple[Env, Browser, Any]
+) -> None:
+    env, browser, publisher = pair
+    frames = [make_png(rgb=(i, 0, 0)) for i in range(5)]
+    for frame in frames:  # within one image_delay (10 s by default) of each other
+        assert await publisher.call("image", frame, timeout=10) == {"ok": True}
+    await wait_for(lambda: len(browser.of("image2v")) == 5, what="all five frames relayed")
+    assert [f["image"] for f in browser.of("image2v")] == frames
+    await wait_for(lambda: stored(env, 1), what="the first frame stored")
+    env.clock.advance(10)  # image_delay later
+    assert await publisher.call("image", frames[0], timeout=10) == {"ok": True}
+    await wait_for(lambda: stored(env, 2), what="a second frame stored")
+    relay = (await env.client.get(f"{env.base}/status")).json()["relay"]
+    assert relay["framesIn"] == 6 and relay["framesStored"] == 2 and relay["storeErrors"] == 0
 
 
 async def test_reference_base64_frames_are_still_accepted(pair: tuple[Env, Browser, Any]) -> None:
@@ -228,6 +249,7 @@ async def test_rest_publishing_with_a_token(pair: tuple[Env, Browser, Any]) -> N
                            (make_jpeg_like(limit * 2), 413)):
             response = await anonymous.post(f"{env.base}/api/image", content=body, headers=auth)
             assert response.status_code == code and "error" in response.json()
+        await wait_for(lambda: stored(env, 1), what="the good frame stored")
         bad = await anonymous.post(f"{env.base}/api/temphum", headers=auth,
                                    json={"temperature": 500, "humidity": 50})
         assert bad.status_code == 422 and "temperature" in bad.json()["message"]

@@ -58,6 +58,7 @@ async def status() -> schema.Status:
         relay=schema.RelayStatus(
             browsers=ctx.browsers(), publishers=ctx.publishers(),
             framesIn=ctx.relay.stats.frames_in, framesDropped=ctx.relay.stats.frames_dropped,
+            framesStored=ctx.relay.stats.frames_stored, storeErrors=ctx.relay.stats.store_errors,
             rejected=ctx.relay.stats.rejected,
         ),
         tunnel=schema.TunnelStatus.model_validate(system_status.tunnel(ctx.settings)),
