@@ -17,9 +17,11 @@ from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock, SystemClock
 from appliance.presence.radio import BleakRadio, Radio
 from appliance.presence.service import PresenceService
+from appliance.printer.service import PrinterService
 from appliance.relay.service import RelayService
 from appliance.relay.socket import RelayChannels
 from appliance.settings import Settings
+from appliance.store import timelapse as timelapse_store
 from appliance.store import users as user_store
 from appliance.store.db import Database
 from appliance.web import (
@@ -29,6 +31,7 @@ from appliance.web import (
     guard,
     pages,
     presence_api,
+    printer_api,
     publish_api,
     timelapse_api,
 )
@@ -93,7 +96,8 @@ def create_app(
     )
     errors.register(app)
     guard.install(app)
-    for module in (auth_views, pages, presence_api, timelapse_api, publish_api, admin_api):
+    for module in (auth_views, pages, presence_api, timelapse_api, publish_api, admin_api,
+                   printer_api):
         app.register_blueprint(module.blueprint)
 
     @app.after_request
@@ -110,9 +114,14 @@ def create_app(
             settings, db, chosen, clock, radio_name=settings.radio,
             **({"tick_s": tick_s} if tick_s else {}),
         )
+        relay = RelayService(settings, db, clock)
+
+        async def image_delay() -> float:
+            return (await timelapse_store.get(db)).image_delay
+
         app.extensions["appliance"] = Services(
             settings=settings, clock=clock, db=db, presence=presence,
-            relay=RelayService(settings, db, clock),
+            relay=relay, printer=PrinterService(settings, relay, clock, image_delay=image_delay),
             throttle=LoginThrottle(
                 max_failures=settings.login_max_failures,
                 window_s=settings.login_failure_window_s,
@@ -122,6 +131,7 @@ def create_app(
         await presence.start()
         await app.extensions["appliance"].relay.start()
         channels.start()
+        await app.extensions["appliance"].printer.start()
         if not await user_store.all_users(db):
             _LOGGER.warning("No users yet: create one with `appliance user add NAME`")
         _LOGGER.info("Appliance %s ready (radio: %s, data: %s)", __version__, settings.radio,
@@ -130,6 +140,8 @@ def create_app(
     @app.after_serving
     async def shutdown() -> None:
         ctx: Services = app.extensions["appliance"]
+        if ctx.printer:
+            await ctx.printer.stop()
         await channels.stop()
         await ctx.relay.stop()
         await ctx.presence.stop()

@@ -90,7 +90,9 @@ class RelayService:
         self.stats.rejected += 1
         _LOGGER.info("Rejected input from %s: %s", who, exc)
 
-    async def image(self, frame: Frame) -> dict[str, Any]:
+    async def image(self, frame: Frame, *, store: bool = True) -> dict[str, Any]:
+        """Relay a frame; ``store=False`` skips the SD card (the printer's camera stores one
+        frame per image_delay, not its one or two a second)."""
         now = self._clock.wall()
         payload = _image_payload(frame, now)
         self.latest.image = payload
@@ -98,7 +100,8 @@ class RelayService:
         # Browsers first, then the SD card: the write is the slowest step and viewers need not
         # wait for it (make bench: half the latency). The publisher's ack still follows the write.
         self._publish(IMAGE, payload)
-        await readings.add_image(self._db, now, frame.mime, frame.data)
+        if store:
+            await readings.add_image(self._db, now, frame.mime, frame.data)
         return payload
 
     async def temphum(self, raw: Any) -> dict[str, Any]:

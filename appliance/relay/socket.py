@@ -37,6 +37,7 @@ TEMPHUM_OUT: Final = "temphum2v"
 STATUS_OUT: Final = "status2v"
 DEVICES_OUT: Final = "devices2v"  # on connect: the same body as GET /devices
 PRESENCE_OUT: Final = "presence2v"  # on change: one GET /devices entry, or {id, removed: true}
+PRINTER_OUT: Final = "printer2v"  # on connect and on change: the GET /api/printer body
 # The transport accepts messages this much above the image limit, so an oversized frame (even as
 # base64, 4/3 larger) reaches validation and gets a clear error instead of a dropped connection.
 TRANSPORT_HEADROOM: Final = 2
@@ -113,6 +114,9 @@ class RelayChannels:
         ctx = self._services()
         self._unsubscribe = [ctx.relay.subscribe(self._on_relay),
                              ctx.presence.subscribe(self._on_presence)]
+        if ctx.printer is not None and ctx.printer.configured:
+            self._unsubscribe.append(ctx.printer.subscribe(
+                lambda payload: self._broadcast(PRINTER_OUT, payload)))
         self._sender_task = asyncio.create_task(self._sender())
 
     async def stop(self) -> None:
@@ -177,6 +181,8 @@ class RelayChannels:
             await self.sio.emit(TEMPHUM_OUT, latest.temphum, to=sid)
         if latest.status:
             await self.sio.emit(STATUS_OUT, latest.status, to=sid)
+        if ctx.printer is not None and ctx.printer.configured:
+            await self.sio.emit(PRINTER_OUT, ctx.printer.payload(), to=sid)
         channel = self._channels.get(sid)
         if latest.image and channel:
             channel.offer(latest.image)

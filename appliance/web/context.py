@@ -10,6 +10,7 @@ from quart import current_app
 from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock
 from appliance.presence.service import PresenceService
+from appliance.printer.service import PrinterService
 from appliance.relay.service import RelayService
 from appliance.settings import Settings
 from appliance.store.db import Database
@@ -25,6 +26,7 @@ class Services:
     relay: RelayService
     browsers: Callable[[], int]
     publishers: Callable[[], int]
+    printer: PrinterService | None = None
 
 
 def services() -> Services:

@@ -66,6 +66,7 @@ async def status() -> dict[str, Any]:
         },
         "tunnel": system_status.tunnel(ctx.settings),
         "setup": system_status.setup(ctx.settings),
+        "printer": ctx.printer.status() if ctx.printer else {"configured": False},
     }
 
 

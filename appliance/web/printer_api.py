@@ -1,0 +1,62 @@
+"""The printer's state and chamber light (the Bambu LAN link in appliance/printer/)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint
+from quart_schema import validate_request
+
+from appliance.printer.errors import PrinterError
+from appliance.printer.service import PrinterService
+from appliance.web.context import services
+from appliance.web.guard import token_allowed
+
+blueprint = Blueprint("printer", __name__)
+
+
+class LightRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    on: bool
+
+
+class TrustRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+def _printer() -> PrinterService:
+    printer = services().printer
+    if printer is None or not printer.configured:
+        msg = "no printer is set up: set printer_host, printer_serial and the access code"
+        raise PrinterError(msg, code="no_printer", status=404)
+    return printer
+
+
+@blueprint.get("/api/printer")
+@token_allowed
+async def printer_state() -> dict[str, Any]:
+    """The printer's state: the same body browsers receive as ``printer2v`` on every change."""
+    return _printer().payload()
+
+
+@blueprint.post("/api/printer/light")
+@validate_request(LightRequest)
+async def printer_light(data: LightRequest) -> tuple[dict[str, Any], int]:
+    """Switch the chamber light (MQTT ``ledctrl``). 200 when the printer confirmed it, 202 when
+    it was sent but not answered; 409 when the printer refused it (Developer Mode off)."""
+    confirmed = await _printer().set_light(data.on)
+    if confirmed:
+        return {"success": True, "lightOn": data.on, "message": "the printer switched the light"}, 200
+    return {"success": True, "lightOn": None,
+            "message": "sent; the printer did not confirm it (see the light on the dashboard)"}, 202
+
+
+@blueprint.post("/api/printer/trust")
+@validate_request(TrustRequest)
+async def printer_trust(data: TrustRequest) -> dict[str, Any]:
+    """Trust the certificate the printer now shows (after it was refused as changed)."""
+    _printer().trust.trust_offered(data.fingerprint)
+    return {"success": True, "pinned": data.fingerprint,
+            "message": "the new certificate is trusted; the printer reconnects within a minute"}
