@@ -253,6 +253,30 @@ async def test_a_wrong_access_code_is_named_in_status_and_backs_off(tmp_path: Pa
         assert (await api_state(penv))["lastError"].startswith("access code refused")
 
 
+async def test_an_access_code_from_the_settings_page_is_used_at_once_and_never_shown(
+        tmp_path: Path) -> None:
+    async with start_env(tmp_path, code="wrong123") as penv:
+        await wait_for(lambda: _failures(penv, 1), within=30, what="the wrong code refused")
+        too_long = await penv.client.put(f"{penv.base}/api/printer/access-code",
+                                         json={"accessCode": "x" * 33})
+        assert too_long.status_code == 422
+        response = await penv.client.put(f"{penv.base}/api/printer/access-code",
+                                         json={"accessCode": CODE})
+        penv.answers.append(response.text)
+        assert response.status_code == 200, response.text
+        assert CODE not in response.text
+        code_file = penv.data_dir / "printer-access-code"
+        assert code_file.read_text().strip() == CODE and code_file.stat().st_mode & 0o777 == 0o600
+        await wait_for(lambda: _connected(penv), within=15, what="the link with the new code")
+        assert CODE not in json.dumps(await penv.printer_status())
+        page = await penv.client.get(f"{penv.base}/settings")
+        assert page.status_code == 200 and CODE not in page.text
+
+
+async def _failures(env: PrinterEnv, at_least: int) -> bool:
+    return bool((await env.printer_status())["mqtt"]["failures"] >= at_least)
+
+
 async def test_the_printer_going_away_and_coming_back(penv: PrinterEnv) -> None:
     await wait_for(lambda: _connected(penv), within=20, what="the MQTT link")
     await penv.standin.away()

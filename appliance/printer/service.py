@@ -19,7 +19,7 @@ from appliance.clock import Clock, wall_of
 from appliance.presence.model import Unsubscribe
 from appliance.printer.backoff import Backoff
 from appliance.printer.camera import CameraLink
-from appliance.printer.errors import PrinterError, read_access_code
+from appliance.printer.errors import PrinterError, read_access_code, write_access_code
 from appliance.printer.health import LinkHealth
 from appliance.printer.model import CHAMBER_LIGHT, PrinterState, merge_report, read_state
 from appliance.printer.mqtt import MqttLink
@@ -97,6 +97,14 @@ class PrinterService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+
+    async def set_access_code(self, code: str) -> None:
+        """Keep a new access code (mode 0600) and reconnect both links with it at once."""
+        await asyncio.to_thread(write_access_code, access_code_path(self._settings), code)
+        _LOGGER.info("Printer access code replaced (from the Settings page)")
+        if self._tasks:
+            await self.stop()
+            await self.start()
 
     def subscribe(self, listener: Listener) -> Unsubscribe:
         """``listener(payload)`` with the GET /api/printer body whenever it changes."""

@@ -21,6 +21,11 @@ class LightRequest(BaseModel):
     on: bool
 
 
+class AccessCodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    accessCode: str = Field(min_length=1, max_length=32, pattern=r"^[\x21-\x7e]+$")
+
+
 class TrustRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -51,6 +56,20 @@ async def printer_light(data: LightRequest) -> tuple[dict[str, Any], int]:
         return {"success": True, "lightOn": data.on, "message": "the printer switched the light"}, 200
     return {"success": True, "lightOn": None,
             "message": "sent; the printer did not confirm it (see the light on the dashboard)"}, 202
+
+
+@blueprint.put("/api/printer/access-code")
+@validate_request(AccessCodeRequest)
+async def printer_access_code(data: AccessCodeRequest) -> dict[str, Any]:
+    """Save the LAN access code (write-only: no route ever answers it) and reconnect with it."""
+    printer = services().printer
+    if printer is None:
+        msg = "the appliance is still starting; try again in a moment"
+        raise PrinterError(msg, code="starting", status=503)
+    await printer.set_access_code(data.accessCode)
+    message = ("saved; the printer link reconnects with it now" if printer.configured else
+               "saved; set printer_host and printer_serial too (README: The printer)")
+    return {"success": True, "message": message}
 
 
 @blueprint.post("/api/printer/trust")
