@@ -8,6 +8,11 @@ HOST ?= 127.0.0.1
 DATA_DIR ?= var
 # make run's simulated beacons: python (bumble) or sketch (the firmware itself, built for the host)
 BEACONS ?= python
+# make run's printer: none, or standin (a stand-in Bambu A1 on loopback: mosquitto, a printer player
+# and a TLS camera; appliance_sim/printer/). Its ports:
+PRINTER ?= none
+STANDIN_MQTT_PORT ?= 18883
+STANDIN_CAMERA_PORT ?= 16000
 PYTEST_ARGS ?=
 # make hil-test: which rig (tests/hil/rigs/RIG.yaml): virtual (the twin in QEMU, built when needed) or lab
 RIG ?= virtual
@@ -45,10 +50,27 @@ $(STAMP): pyproject.toml sim/pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]' -e ./sim
 	@touch $@
 
-run: setup $(if $(filter sketch,$(BEACONS)),firmware-sim) ## serve the app at http://$(HOST):$(PORT) (data in ./var, simulated beacons; BEACONS=sketch runs the firmware)
+# PRINTER=standin starts the stand-in printer first (it writes a new access code file) and stops it
+# when the app stops. Its certificate is new each time, so the pinned one is forgotten first.
+STANDIN_ENV := APPLIANCE_PRINTER_HOST=127.0.0.1 APPLIANCE_PRINTER_SERIAL=03919A3A2200009 \
+  APPLIANCE_PRINTER_MQTT_PORT=$(STANDIN_MQTT_PORT) APPLIANCE_PRINTER_CAMERA_PORT=$(STANDIN_CAMERA_PORT)
+
+run: setup $(if $(filter sketch,$(BEACONS)),firmware-sim) ## serve the app at http://$(HOST):$(PORT) (data in ./var, simulated beacons; BEACONS=sketch runs the firmware; PRINTER=standin a stand-in Bambu A1)
+	@test "$(PRINTER)" = none -o "$(PRINTER)" = standin || { echo "PRINTER=none or PRINTER=standin"; exit 2; }
 	@$(BIN)/python -c 'print("Open http://$(HOST):$(PORT)  (first time: $(BIN)/appliance user add NAME)")'
+ifeq ($(PRINTER),standin)
+	@set -eu; mkdir -p $(DATA_DIR); rm -f $(DATA_DIR)/printer-access-code $(DATA_DIR)/printer-cert.sha256; \
+	  $(BIN)/python -m appliance_sim.printer --dir $(DATA_DIR)/standin-printer \
+	    --access-code-file $(DATA_DIR)/printer-access-code \
+	    --mqtt-port $(STANDIN_MQTT_PORT) --camera-port $(STANDIN_CAMERA_PORT) & standin=$$!; \
+	  trap 'kill $$standin 2>/dev/null; wait $$standin 2>/dev/null' EXIT INT TERM; \
+	  while [ ! -s $(DATA_DIR)/printer-access-code ]; do sleep 0.2; kill -0 $$standin; done; \
+	  APPLIANCE_DATA_DIR=$(DATA_DIR) APPLIANCE_RADIO=virtual APPLIANCE_VIRTUAL_BEACON_KIND=$(BEACONS) \
+	    $(STANDIN_ENV) $(BIN)/appliance serve --host $(HOST) --port $(PORT)
+else
 	APPLIANCE_DATA_DIR=$(DATA_DIR) APPLIANCE_RADIO=virtual APPLIANCE_VIRTUAL_BEACON_KIND=$(BEACONS) \
 	  $(BIN)/appliance serve --host $(HOST) --port $(PORT)
+endif
 
 system-packages: ## the Debian packages make test needs (system-packages/test.txt): installed as root, else the apt-get line
 	@tools/apt-needs test
@@ -56,7 +78,9 @@ system-packages: ## the Debian packages make test needs (system-packages/test.tx
 test: system-packages lint pytest firmware-test ## everything that runs in minutes: lint, unit and integration tests, firmware
 
 pytest: system-packages setup firmware-sim ## the Python tests
-	$(BIN)/pytest $(PYTEST_ARGS)
+	@# Our own temporary directory: pytest keeps three runs per user in /tmp, so two checkouts
+	@# testing at once would delete each other's (nginx lost its files that way).
+	$(BIN)/pytest --basetemp=$(CURDIR)/build/pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff, mypy --strict (the app, the simulation) and the import contracts (pyproject.toml)
 	$(BIN)/ruff check appliance sim tests firmware/flash.py

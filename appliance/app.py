@@ -10,12 +10,13 @@ from quart import Quart, Response, request
 from quart_auth import QuartAuth
 from quart_schema import QuartSchema
 
-from appliance import __version__
+from appliance import __version__, schema
 from appliance.auth import accounts, secret_key
 from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock, SystemClock
 from appliance.presence.radio import Radio, make_radio
 from appliance.presence.service import PresenceService
+from appliance.printer.service import PrinterService
 from appliance.relay.service import RelayService
 from appliance.relay.socket import RelayChannels
 from appliance.services import Services
@@ -28,6 +29,7 @@ from appliance.web import (
     guard,
     pages,
     presence_api,
+    printer_api,
     publish_api,
     timelapse_api,
 )
@@ -106,7 +108,8 @@ def create_app(
     )
     errors.register(app)
     guard.install(app)
-    for module in (auth_views, pages, presence_api, timelapse_api, publish_api, admin_api):
+    for module in (auth_views, pages, presence_api, timelapse_api, publish_api, admin_api,
+                   printer_api):
         app.register_blueprint(module.blueprint)
 
     @app.after_request
@@ -120,9 +123,10 @@ def create_app(
         db = await Database.open(settings.db_path)
         chosen = radio if radio is not None else make_radio(settings)
         presence = PresenceService(settings, db, chosen, clock, radio_name=settings.radio)
+        relay = RelayService(settings, db, clock)
         services = app.extensions[EXTENSION_KEY] = Services(
             settings=settings, clock=clock, db=db, presence=presence,
-            relay=RelayService(settings, db, clock),
+            relay=relay, printer=PrinterService(settings, relay, clock, time_format=schema.api_time),
             throttle=LoginThrottle(
                 max_failures=settings.login_max_failures,
                 window_s=settings.login_failure_window_s,
@@ -132,6 +136,7 @@ def create_app(
         await presence.start()
         await services.relay.start()
         channels.start()
+        await services.printer.start()
         if not await accounts.all_users(db):
             _LOGGER.warning("No users yet: create one with `appliance user add NAME`")
         _LOGGER.info("Appliance %s ready (radio: %s, data: %s)", __version__, settings.radio,
@@ -140,6 +145,7 @@ def create_app(
     @app.after_serving
     async def shutdown() -> None:
         ctx = running_services(app)
+        await ctx.printer.stop()
         await channels.stop()
         await ctx.relay.stop()
         await ctx.presence.stop()

@@ -82,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
                            "at boot; see the README)")
     first.add_argument("--file", type=Path, default=Path("/boot/firmware/appliance.toml"))
 
+    printer = sub.add_parser("printer", help="the Bambu printer on the LAN").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    discover = printer.add_parser("discover", help="list printers announcing themselves "
+                                  "(SSDP on UDP 2021): address, serial, model")
+    discover.add_argument("--seconds", type=float, default=10.0, help="listen this long (default 10)")
+
     db = sub.add_parser("db", help="the database").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     db.add_parser("check", help="integrity check and schema version")
@@ -210,8 +216,34 @@ async def _publish(args: argparse.Namespace) -> int:
     return await Publisher(plan, _out).run()
 
 
+async def _discover(seconds: float) -> int:
+    from appliance.printer.discover import SSDP_PORT, discover
+
+    try:
+        found = await discover(seconds)
+    except OSError as exc:
+        msg = f"cannot listen on UDP port {SSDP_PORT} ({exc}); is Bambu Studio running here?"
+        raise ApplianceError(msg) from None
+    if not found:
+        _err(f"no printer announced itself within {seconds:g} s: is it on this network, with "
+             "LAN mode on?")
+        return 1
+    for printer in found:
+        _out(f"{printer.host}\t{printer.serial}\t{printer.model or '?'}\t{printer.name or ''}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "printer":  # needs no settings either
+        logging.basicConfig(level=logging.WARNING)
+        try:
+            return asyncio.run(_discover(args.seconds))
+        except ApplianceError as exc:
+            _err(str(exc))
+            return 1
+        except KeyboardInterrupt:
+            return 130
     if args.command == "publish":  # a client: it needs no settings or data dir
         logging.basicConfig(level=logging.WARNING)
         try:

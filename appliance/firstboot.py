@@ -26,10 +26,11 @@ from appliance.auth.policy import PolicyError, check_login_name, check_password
 KEYS: Final = (
     "hostname", "timezone", "admin_user", "admin_password", "admin_password_hash",
     "wifi_country", "wifi_ssid", "wifi_passphrase", "ssh_authorized_key",
-    "cloudflare_tunnel_token",
+    "cloudflare_tunnel_token", "printer_host", "printer_serial", "printer_access_code",
 )
 SECRETS: Final = frozenset({"admin_password", "admin_password_hash", "wifi_passphrase",
-                            "cloudflare_tunnel_token"})
+                            "cloudflare_tunnel_token", "printer_access_code"})
+PRINTER_KEYS: Final = ("printer_host", "printer_serial", "printer_access_code")
 HOSTNAME_RE: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 SSH_KEY_RE: Final = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|"
                                r"sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]{40,}( [^\n]*)?$")
@@ -109,6 +110,14 @@ def _problem(key: str, value: str, values: dict[str, Any]) -> str | None:
         return "set admin_user too (the key is for that login)"
     if key == "cloudflare_tunnel_token" and not TOKEN_RE.match(value):
         return "paste the tunnel token from the Cloudflare dashboard (one long line)"
+    if key == "printer_host" and not re.match(r"^[A-Za-z0-9.:_-]{1,253}$", value):
+        return "the printer's IP address (on its screen: Settings → WLAN), like 192.168.1.40"
+    if key == "printer_serial" and not re.match(r"^[A-Za-z0-9]{8,32}$", value):
+        return "the printer's serial: letters and digits, on its screen (Settings → Device)"
+    if key == "printer_access_code" and not (1 <= len(value.encode()) <= 32 and value.isprintable()):
+        return "the printer's LAN access code: 8 characters on its screen (Settings → WLAN)"
+    if key in PRINTER_KEYS and not all(values.get(k) for k in PRINTER_KEYS):
+        return "set printer_host, printer_serial and printer_access_code together"
     if key == "timezone" and (".." in value or not re.match(r"^[A-Za-z0-9_+/-]{1,64}$", value)):
         return "a timezone is like Europe/Helsinki or Etc/UTC"
     return None
@@ -187,6 +196,24 @@ class Applier:
     def tunnel_token(self, token: str) -> None:
         _write(self.target.path(self.target.token_file), token + "\n", 0o600)
 
+    def printer(self, host: str, serial: str, access_code: str) -> None:
+        """Host and serial into the app's settings file, the code into its 0600 file."""
+        from appliance.printer.errors import write_access_code
+        from appliance.printer.service import access_code_path
+        from appliance.settings import load_settings
+
+        config = self.target.path(self.target.app_config)
+        lines = config.read_text().splitlines() if config.exists() else []
+        lines = [line for line in lines
+                 if (m := LINE_RE.match(line)) is None or m.group(1) not in PRINTER_KEYS]
+        lines += [f"printer_host = {json.dumps(host)}", f"printer_serial = {json.dumps(serial)}"]
+        _write(config, "\n".join(lines) + "\n", 0o644)
+        settings = load_settings(config, env={})
+        code_file = self.target.path(access_code_path(settings))
+        write_access_code(code_file, access_code)
+        self.run(["chown", f"{self.target.appliance_user}:{self.target.appliance_user}",
+                  str(access_code_path(settings))])
+
     def admin(self, name: str, password: str | None, password_hash: str | None) -> None:
         asyncio.run(self._admin(name, password, password_hash))
 
@@ -239,6 +266,9 @@ def apply_file(source: Path, target: Target, run: Runner = run_command,
          lambda: applier.login_user(str(user), good["ssh_authorized_key"])),
         (("cloudflare_tunnel_token",), "cloudflare_tunnel_token" in good,
          lambda: applier.tunnel_token(good["cloudflare_tunnel_token"])),
+        (PRINTER_KEYS, all(k in good for k in PRINTER_KEYS),
+         lambda: applier.printer(good["printer_host"], good["printer_serial"],
+                                 good["printer_access_code"])),
         (("admin_user", "admin_password", "admin_password_hash"),
          bool(user) and bool(password or password_hash),
          lambda: applier.admin(str(user), password, password_hash)),
@@ -291,7 +321,8 @@ def _rewrite(text: str, result: Result, now: datetime) -> str:
         out += ["", f"# Applied {stamp}. Secrets were removed from this file: the admin password is "
                 "kept hashed in the appliance's database,",
                 "# the Wi-Fi passphrase in /etc/NetworkManager/system-connections (root only), the "
-                "tunnel token in /etc/cloudflared/token (root only).",
+                "tunnel token in /etc/cloudflared/token (root only), the printer's access code in "
+                "the appliance's data dir (mode 0600).",
                 "# To change a value, write it here again (without the #) and reboot."]
     return "\n".join(out) + "\n"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -324,6 +324,9 @@ class Status(BaseModel):
     relay: RelayStatus
     tunnel: TunnelStatus
     setup: SetupStatus
+    # The printer link (appliance/printer/service.py status()): configured, and when it is,
+    # each of MQTT and camera with its state and last error in words.
+    printer: dict[str, Any]
 
 
 # -- timelapse and publishing -----------------------------------------------------------------------

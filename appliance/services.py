@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock
 from appliance.presence.service import PresenceService
+from appliance.printer.service import PrinterService
 from appliance.relay.service import RelayService
 from appliance.settings import Settings
 from appliance.store.db import Database
@@ -25,6 +26,7 @@ class Services:
     db: Database
     presence: PresenceService
     relay: RelayService
+    printer: PrinterService  # a printer link that says so when no printer is set up
     # Connected Socket.IO clients, for /status (the channels count them).
     browsers: Callable[[], int]
     publishers: Callable[[], int]

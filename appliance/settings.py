@@ -25,6 +25,7 @@ ENV_PREFIX: Final = "APPLIANCE_"
 RADIO_ENTRY_POINTS: Final = "appliance.radios"
 VIRTUAL_BEACON_KINDS: Final = ("python", "sketch")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+PRINTER_TLS_MODES: Final = ("pin", "insecure")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,17 @@ class Settings:
     tunnel_token_file: str = "/etc/cloudflared/token"  # noqa: S105 - a path, not a secret
     # What `appliance firstboot` applied and what it could not (shown on the dashboard).
     firstboot_status_file: str = "/var/lib/appliance/firstboot.json"
+    # The Bambu Lab printer on the LAN (README, "The printer"); empty host = no printer.
+    printer_host: str = ""
+    printer_serial: str = ""
+    # The LAN access code, in a file only the appliance can read (mode 0600);
+    # empty = printer-access-code in data_dir.
+    printer_access_code_file: str = ""
+    printer_mqtt_port: int = 8883
+    printer_camera_port: int = 6000
+    # pin: trust the certificate seen first (its SHA-256 is kept in data_dir); insecure: any;
+    # or the path of a CA file (Bambu's CA) that must have signed it.
+    printer_tls: str = "pin"
 
     @property
     def db_path(self) -> Path:
@@ -151,6 +163,32 @@ def _parse_origins(raw: object) -> tuple[str, ...]:
     return origins
 
 
+def _parse_printer_host(raw: object) -> str:
+    value = _parse_str(raw).strip()
+    if value and not all(ch.isalnum() or ch in ".-:_" for ch in value):
+        msg = "expected the printer's IP address or host name, like 192.168.1.40"
+        raise ValueError(msg)
+    return value
+
+
+def _parse_printer_serial(raw: object) -> str:
+    value = _parse_str(raw).strip().upper()
+    if value and not (value.isalnum() and 8 <= len(value) <= 32):
+        msg = "expected the printer's serial (letters and digits, on its screen: Settings → Device)"
+        raise ValueError(msg)
+    return value
+
+
+def _parse_printer_tls(raw: object) -> str:
+    value = _parse_str(raw).strip()
+    if value in PRINTER_TLS_MODES:
+        return value
+    if value.startswith("/") and Path(value).is_file():
+        return value
+    msg = "expected pin, insecure or the absolute path of an existing CA file"
+    raise ValueError(msg)
+
+
 _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "data_dir": lambda raw: Path(_parse_str(raw)).expanduser(),
     "radio": _parse_radio,
@@ -177,6 +215,12 @@ _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "cloudflared_bin": _parse_str,
     "tunnel_token_file": _parse_str,
     "firstboot_status_file": _parse_str,
+    "printer_host": _parse_printer_host,
+    "printer_serial": _parse_printer_serial,
+    "printer_access_code_file": _parse_str,
+    "printer_mqtt_port": _parse_int(1, 65535),
+    "printer_camera_port": _parse_int(1, 65535),
+    "printer_tls": _parse_printer_tls,
 }
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(Settings)}  # noqa: S101
 
@@ -226,6 +270,10 @@ def load_settings(
             msg = f"bad setting {key}={value!r} (from {source}): {exc}"
             raise ConfigError(msg) from None
     settings = Settings(**values)
+    if settings.printer_host and not settings.printer_serial:
+        msg = ("bad setting printer_host: set printer_serial too (the printer's serial, on its "
+               "screen: Settings → Device)")
+        raise ConfigError(msg)
     if settings.away_after_s >= settings.reconnect_window_s:
         msg = (
             f"bad setting away_after_s={settings.away_after_s}: it must be shorter than "

@@ -162,3 +162,25 @@ def test_validation_refuses(key: str, value: str) -> None:
     good, errors = validate({key: value, "admin_user": "alice", "wifi_ssid": "x"} if key not in (
         "wifi_ssid",) else {key: value})
     assert key in errors and key not in good
+
+
+def test_printer_keys_are_applied_and_the_access_code_leaves_the_boot_partition(
+    tmp_path: Path, target: Target
+) -> None:
+    source = _file(tmp_path, 'printer_host = "192.168.1.40"\nprinter_serial = "03919A3A2200009"\n'
+                   'printer_access_code = "Zq7Kp9Xw"\n')
+    result = apply_file(source, target, Commands(), NOW)
+    assert result.errors == {}
+    assert sorted(result.applied) == ["printer_access_code", "printer_host", "printer_serial"]
+    config = (target.root / "etc/appliance/appliance.toml").read_text()
+    assert 'printer_host = "192.168.1.40"' in config and 'printer_serial = "03919A3A2200009"' in config
+    assert 'data_dir = "/var/lib/appliance"' in config
+    code = target.root / "var/lib/appliance/printer-access-code"
+    assert code.read_text() == "Zq7Kp9Xw\n" and code.stat().st_mode & 0o777 == 0o600
+    assert "Zq7Kp9Xw" not in source.read_text()
+    assert "Zq7Kp9Xw" not in (target.root / "var/lib/appliance/firstboot.json").read_text()
+
+
+def test_printer_keys_need_each_other(tmp_path: Path, target: Target) -> None:
+    result = apply_file(_file(tmp_path, 'printer_host = "192.168.1.40"\n'), target, Commands(), NOW)
+    assert "together" in result.errors["printer_host"]

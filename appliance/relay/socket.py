@@ -43,6 +43,7 @@ TEMPHUM_OUT: Final = "temphum2v"
 STATUS_OUT: Final = "status2v"
 DEVICES_OUT: Final = "devices2v"  # on connect: the same body as GET /devices
 PRESENCE_OUT: Final = "presence2v"  # on change: one GET /devices entry, or {id, removed: true}
+PRINTER_OUT: Final = "printer2v"  # on connect and on change: the GET /api/printer body
 # The transport accepts messages this much above the image limit, so an oversized frame (even as
 # base64, 4/3 larger) reaches validation and gets a clear error instead of a dropped connection.
 TRANSPORT_HEADROOM: Final = 2
@@ -141,6 +142,9 @@ class RelayChannels:
         ctx = self._services()
         self._unsubscribe = [ctx.relay.subscribe(self._on_relay),
                              ctx.presence.subscribe(self._on_presence)]
+        if ctx.printer.configured:
+            self._unsubscribe.append(ctx.printer.subscribe(
+                lambda payload: self._broadcast(PRINTER_OUT, payload)))
         self._sender_task = asyncio.create_task(self._sender())
 
     async def stop(self) -> None:
@@ -205,6 +209,8 @@ class RelayChannels:
         for event in (latest.temphum, latest.status):
             if event is not None:
                 await self.sio.emit(*_outgoing(event), to=sid)
+        if ctx.printer.configured:
+            await self.sio.emit(PRINTER_OUT, ctx.printer.payload(), to=sid)
         channel = self._channels.get(sid)
         if latest.image and channel:
             channel.offer(_outgoing(latest.image)[1])

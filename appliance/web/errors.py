@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from appliance.auth.accounts import AccountError
 from appliance.auth.policy import PolicyError
 from appliance.presence.service import PairingError
+from appliance.printer.errors import PrinterError
 from appliance.schema import ErrorBody, describe, not_an_object
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,6 +53,10 @@ def register(app: Quart) -> None:
     @app.errorhandler(PairingError)
     async def pairing_error(exc: PairingError) -> Response:
         return json_error(_STATUS_FOR_CODE.get(exc.code, 409), exc.code, str(exc))
+
+    @app.errorhandler(PrinterError)
+    async def printer_error(exc: PrinterError) -> Response:
+        return json_error(exc.status, exc.code, str(exc))
 
     @app.errorhandler(AccountError)
     @app.errorhandler(PolicyError)

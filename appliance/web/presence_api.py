@@ -63,6 +63,7 @@ async def status() -> schema.Status:
         ),
         tunnel=schema.TunnelStatus.model_validate(system_status.tunnel(ctx.settings)),
         setup=schema.SetupStatus.model_validate(system_status.setup(ctx.settings)),
+        printer=ctx.printer.status(),
     )
 
 

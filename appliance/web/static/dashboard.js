@@ -62,6 +62,36 @@
     $("frame-time").dateTime = data.timestamp;
   });
 
+  // -- the Bambu printer (GET /api/printer's body, pushed as printer2v) -----------------------------
+  let printerLight = null;
+  const temp = (now, target) => (now === null ? "–" : `${now.toFixed(0)} °C` + (target ? ` → ${target.toFixed(0)} °C` : ""));
+  socket.on("printer2v", (p) => {
+    $("printer-card").hidden = false;
+    const line = [p.state || "UNKNOWN"];
+    if (p.progress !== null && ["PREPARE", "RUNNING", "PAUSE"].includes(p.state)) line.push(`${p.progress}%`);
+    if (!p.connected) line.push("(not connected)");
+    $("printer-line").textContent = line.join(" ");
+    $("printer-card").dataset.state = p.state || "";
+    $("printer-progress").value = p.progress || 0;
+    $("printer-job").textContent = p.job || "–";
+    $("printer-layer").textContent = p.totalLayers ? `${p.layer ?? 0} / ${p.totalLayers}` : "–";
+    $("printer-remaining").textContent = p.remainingMin === null ? "–" : `${p.remainingMin} min`;
+    $("printer-nozzle").textContent = temp(p.nozzleTemp, p.nozzleTarget);
+    $("printer-bed").textContent = temp(p.bedTemp, p.bedTarget);
+    printerLight = p.lightOn;
+    $("printer-light").textContent = p.lightOn ? "Switch off" : "Switch on";
+    $("printer-light").setAttribute("aria-pressed", String(Boolean(p.lightOn)));
+    $("printer-error").textContent = p.lastError || "";
+    $("printer-error").hidden = !p.lastError;
+    $("printer-seen").textContent = localTime(p.lastSeen);
+  });
+  $("printer-light").addEventListener("click", () => {
+    api("POST", "/api/printer/light", { on: !printerLight }).catch((err) => {
+      $("printer-error").textContent = err.message;
+      $("printer-error").hidden = false;
+    });
+  });
+
   // -- readings and status -------------------------------------------------------------------------
   socket.on("temphum2v", (data) => {
     $("temperature").textContent = data.temperature.toFixed(1);

@@ -31,6 +31,38 @@
     }
   }
 
+  // -- the Bambu printer ---------------------------------------------------------------------------
+  let offered = null;
+  async function loadPrinter() {
+    const p = (await api("GET", "/status")).printer;
+    if (!p.configured) {
+      $("printer-setup").textContent = "No printer set up: set printer_host and printer_serial (README: The printer).";
+    } else {
+      const link = (l) => (l.connected ? "connected" : `not connected${l.lastError ? ` (${l.lastError})` : ""}`);
+      $("printer-setup").textContent = `${p.host}, serial ${p.serial}: MQTT ${link(p.mqtt)}; camera ${link(p.camera)}.`;
+    }
+    const problem = p.tls && p.tls.problem;
+    $("printer-problem").textContent = problem || "";
+    $("printer-problem").hidden = !problem;
+    offered = p.tls ? p.tls.offered : null;
+    $("printer-trust").hidden = !offered;
+  }
+  $("printer-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const field = $("printer-code");
+    const body = { accessCode: field.value.trim() };
+    field.value = "";
+    run(async () => {
+      const answer = await api("PUT", "/api/printer/access-code", body);
+      say(answer.message);
+      await loadPrinter();
+    });
+  });
+  $("printer-trust").addEventListener("click", () => run(async () => {
+    await api("POST", "/api/printer/trust", { fingerprint: offered });
+    await loadPrinter();
+  }, "The new certificate is trusted."));
+
   // -- timelapse -----------------------------------------------------------------------------------
   const DELAYS = ["image_delay", "temphum_delay", "status_delay"];
   async function loadTimelapse() {
@@ -101,5 +133,5 @@
     }, "Token created.");
   });
 
-  Promise.all([loadTimelapse(), loadUsers(), loadTokens()]).catch((err) => say(err.message, true));
+  Promise.all([loadTimelapse(), loadUsers(), loadTokens(), loadPrinter()]).catch((err) => say(err.message, true));
 })();

@@ -1,0 +1,100 @@
+"""The stand-in printer's MQTT broker: Debian's mosquitto with a TLS listener on loopback.
+
+The password file is written here (mosquitto's PBKDF2-SHA512 format), so neither the access
+code nor any other password is ever a process argument.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import getpass
+import hashlib
+import os
+import secrets
+import shutil
+import socket
+from pathlib import Path
+from typing import Final
+
+from appliance_sim.printer.certs import CertFiles
+
+MOSQUITTO: Final = "/usr/sbin/mosquitto"
+ITERATIONS: Final = 101  # mosquitto_passwd's default
+START_TIMEOUT_S: Final = 10.0
+
+
+def password_line(user: str, password: str) -> str:
+    salt = secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, ITERATIONS)
+    return (f"{user}:$7${ITERATIONS}${base64.b64encode(salt).decode()}$"
+            f"{base64.b64encode(digest).decode()}\n")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class StandinBroker:
+    """mosquitto for one stand-in printer; ``users`` maps user names to passwords."""
+
+    def __init__(self, directory: Path, certs: CertFiles, users: dict[str, str],
+                 port: int | None = None) -> None:
+        if not Path(MOSQUITTO).exists() and not shutil.which("mosquitto"):
+            msg = "mosquitto is missing: sudo apt-get install mosquitto"
+            raise RuntimeError(msg)
+        self.directory = directory
+        self.certs = certs
+        self.users = users
+        self.port = port or free_port()
+        self.log = directory / "mosquitto.log"
+        self._process: asyncio.subprocess.Process | None = None
+
+    def _write_config(self) -> Path:
+        passwd = self.directory / "passwd"
+        fd = os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.writelines(password_line(user, pw) for user, pw in self.users.items())
+        config = self.directory / "mosquitto.conf"
+        config.write_text(
+            "# The stand-in printer's broker (appliance_sim/printer/broker.py)\n"
+            f"user {getpass.getuser()}\n"  # as root, mosquitto would drop to a user that cannot read the key
+            "per_listener_settings false\nallow_anonymous false\npersistence false\n"
+            f"password_file {passwd}\n"
+            f"log_dest file {self.log}\nlog_type error\nlog_type warning\nlog_type notice\n"
+            "connection_messages true\n"
+            f"listener {self.port} 127.0.0.1\n"
+            f"cafile {self.certs.ca}\ncertfile {self.certs.cert}\nkeyfile {self.certs.key}\n")
+        return config
+
+    async def start(self) -> None:
+        config = self._write_config()
+        self._process = await asyncio.create_subprocess_exec(
+            shutil.which("mosquitto") or MOSQUITTO, "-c", str(config),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        async with asyncio.timeout(START_TIMEOUT_S):
+            while True:
+                if self._process.returncode is not None:
+                    msg = f"mosquitto exited with {self._process.returncode}; see {self.log}"
+                    raise RuntimeError(msg)
+                with contextlib.suppress(OSError):
+                    _reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    writer.close()
+                    return
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            async with asyncio.timeout(5):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
