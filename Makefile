@@ -26,7 +26,7 @@ VENDOR := appliance/web/static/vendor
 VENDOR_JS := $(VENDOR)/socket.io.min.js
 
 .PHONY: help system-packages setup run test pytest lint bench firmware-test firmware-size firmware firmware-sim flash \
-  wheel hil-test constraints clean
+  flash-beacons wheel hil-test constraints clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -94,13 +94,13 @@ firmware-test: firmware-sim ## build the beacon sketch on the host and run its u
 firmware-sim: ## build the sketch as a simulated beacon (firmware/build/sim/beacon-sim)
 	$(MAKE) -C firmware sim
 
-# One verb for both things a maker flashes: a card (DEVICE=/dev/sdX, with bmaptool) or beacons.
-ifneq ($(DEVICE),)
-flash: image-flash
-else
-flash: setup ## DEVICE=/dev/sdX: write the image to a card; else flash Nano 33 BLE boards (BEACON_ID=n | FIRST_ID=n | IMAGE=f.bin)
+# Two things get flashed, each with its own target: beacons here, the card in image/image.mk.
+flash-beacons: setup ## flash Nano 33 BLE boards with the beacon sketch (BEACON_ID=n | FIRST_ID=n | IMAGE=f.bin)
 	$(MAKE) -C firmware flash FLASH_PYTHON=$(abspath $(BIN))/python $(if $(IMAGE),IMAGE=$(abspath $(IMAGE)))
-endif
+
+flash:
+	@echo "Say what to flash: make flash-beacons BEACON_ID=n (Nano 33 BLE boards) or"
+	@echo "  sudo make flash-card DEVICE=/dev/sdX (the image onto a card)"; exit 2
 
 firmware-size: ## compile the sketch's logic for the Nano 33 BLE (Cortex-M4) and print its size
 	$(MAKE) -C firmware size
@@ -109,18 +109,34 @@ firmware: ## compile the real sketch with arduino-cli (when installed)
 	$(MAKE) -C firmware firmware
 
 # The virtual rig boots the twin, so it is built first (as root; ~5 min from nothing, see image/README.md).
+# python -m pytest: the repository root is on sys.path, where the rigs import the image's tools.
 hil-test: setup firmware-sim $(if $(filter virtual,$(RIG)),twin) ## hardware-in-the-loop suite on RIG=virtual (default) or RIG=lab; JUnit report in build/hil-report.xml
 	@test -f tests/hil/rigs/$(RIG).yaml || { echo "No rig '$(RIG)': RIG=virtual or RIG=lab (tests/hil/rigs/)"; exit 2; }
-	$(BIN)/pytest tests/hil -p no:cacheprovider -v --lg-env tests/hil/rigs/$(RIG).yaml \
+	$(BIN)/python -m pytest tests/hil -p no:cacheprovider -v --lg-env tests/hil/rigs/$(RIG).yaml \
 	  --junitxml=$(HIL_REPORT) -o junit_suite_name=hil-$(RIG) -o junit_family=xunit2 $(HIL_ARGS)
 
 bench: setup ## relay throughput/latency vs a base64 baseline; numbers in build/bench/
 	$(BIN)/python tests/bench/relay_bench.py --out build/bench
 
-wheel: setup ## build the app's wheel into build/dist (the image and ansible install it)
-	rm -rf build/dist
-	$(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps -w build/dist .
-	@ls build/dist
+# The one wheel build, for `make wheel`, the image and ansible/site.yml (group_vars/all.yml looks
+# in build/dist). Rebuilt when the app changes. Its sources are listed (find) only when make
+# considers the stamp: a pattern rule's $$ prerequisites are expanded when the rule is used
+# (.SECONDEXPANSION), an explicit rule's may be expanded while make reads the file. Build isolation
+# fetches the pinned setuptools; the browser libraries it serves must be in place first.
+WHEEL_DIR := build/dist
+WHEEL_STAMP := $(WHEEL_DIR)/wheel.stamp
+WHEEL_SOURCES = pyproject.toml $(shell find appliance -type f -not -path '*/__pycache__/*' -not -name '*.pyc')
+# The venv's Python when `make setup` has run, else the host's (an image build as root).
+WHEEL_PYTHON = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+
+.SECONDEXPANSION:
+$(WHEEL_DIR)/%.stamp: $$(WHEEL_SOURCES) $(VENDOR_JS)
+	rm -rf $(WHEEL_DIR)
+	$(WHEEL_PYTHON) -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir $(WHEEL_DIR) .
+	@touch $@
+
+wheel: $(WHEEL_STAMP) ## build the app's wheel into build/dist (the image and ansible install it)
+	@ls $(WHEEL_DIR)/*.whl
 
 constraints: ## re-pin every dependency after changing pyproject.toml
 	rm -rf build/constraints-venv
@@ -133,5 +149,5 @@ constraints: ## re-pin every dependency after changing pyproject.toml
 clean: ## remove build output (keeps .venv and var/)
 	rm -rf build firmware/build .pytest_cache .mypy_cache .ruff_cache node_modules $(VENDOR)
 
-# The disk images (make image, twin, image-test, image-flash): image/README.md
+# The disk images (make image, twin, image-test, flash-card): image/README.md
 include image/image.mk

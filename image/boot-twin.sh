@@ -13,12 +13,13 @@
 # --boot-file SRC[:NAME]  put a file on the boot partition of a fresh copy (e.g. appliance.toml)
 # --detach      return once the login prompt is there and leave QEMU running (kill $(cat DIR/qemu.pid))
 # Prints "login prompt after N s"; exits 1 with the console's last lines if the deadline passes.
-# Every other option: python3 image/qemuboot.py --help.
+# Every other option: python3 -m image.qemuboot --help.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 twin="${TWIN_DIR:-${here}/../build/twin}"
 for f in disk.img vmlinuz initrd.img; do
     [ -f "${twin}/${f}" ] || { echo "error: ${twin}/${f} is missing: make twin" >&2; exit 1; }
 done
-exec python3 "${here}/qemuboot.py" --arch amd64 --image "${twin}/disk.img" \
+# image/ is a package of tools run from the repository root (python3 -m image.qemuboot).
+PYTHONPATH="${here}/..${PYTHONPATH:+:${PYTHONPATH}}" exec python3 -m image.qemuboot --arch amd64 --image "${twin}/disk.img" \
     --kernel "${twin}/vmlinuz" --initrd "${twin}/initrd.img" --cpu max "$@"

@@ -23,7 +23,7 @@ grow_mb="${IMAGE_GROW_MB:-2048}"
 root_free_mb="${IMAGE_ROOT_FREE_MB:-768}"
 [ -f "${base}" ] || die "BASE_IMAGE ${base} is not a file"
 need_root "customising an image (loop device, mount, chroot)"
-need_tools losetup partx sfdisk e2fsck resize2fs mkfs.vfat mcopy blkid fallocate
+need_tools python3 losetup sfdisk e2fsck resize2fs mkfs.vfat mcopy blkid fallocate
 ensure_binfmt arm64
 
 work="${output}.d"
@@ -47,27 +47,20 @@ case "${base}" in
     *) cp --sparse=always "${base}" "${disk}" ;;
 esac
 
-# partx prints NR START SECTORS TYPE; the boot partition is the first FAT one, the root the last.
-read_table() {
-    partx --show --noheadings --bytes --output NR,START,SECTORS,TYPE "${disk}"
-}
-boot_line="$(read_table | awk 'tolower($4) ~ /^0x(b|c|e|6)$/ {print; exit}')"
-root_line="$(read_table | tail -n 1)"
-[ -n "${boot_line}" ] || die "${base}: no FAT boot partition"
-read -r boot_nr boot_start boot_sectors _ <<<"${boot_line}"
-read -r root_nr root_start _ root_type <<<"${root_line}"
-[ "${root_type,,}" = 0x83 ] || die "${base}: the last partition (${root_nr}) is not a Linux one (${root_type})"
-boot_offset="$((boot_start * 512))"
-root_offset="$((root_start * 512))"
-eval "$(blkid --probe --offset "${boot_offset}" --output export "${disk}" | grep -E '^(LABEL|UUID)=')"
-boot_label="${LABEL:-RASPIFIRM}" boot_volid="${UUID//-/}"
-info "boot: partition ${boot_nr}, FAT '${boot_label}' ${UUID:-}; root: partition ${root_nr}"
+# The boot partition is the first FAT one, the root the last, a Linux one (image/disk.py, bytes).
+layout() { PYTHONPATH="${here}/.." python3 -m image.disk layout "${disk}"; }
+read -r boot_nr boot_offset boot_bytes root_nr root_offset _ <<<"$(layout)"
+boot_label="$(blkid --probe --offset "${boot_offset}" --match-tag LABEL --output value "${disk}" || true)"
+boot_label="${boot_label:-RASPIFIRM}"
+boot_uuid="$(blkid --probe --offset "${boot_offset}" --match-tag UUID --output value "${disk}" || true)"
+boot_volid="${boot_uuid//-/}"
+info "boot: partition ${boot_nr}, FAT '${boot_label}' ${boot_uuid}; root: partition ${root_nr}"
 
 step "grow the root partition by ${grow_mb} MiB for the playbook"
 truncate -s "+${grow_mb}M" "${disk}"
 echo ', +' | sfdisk --quiet --no-reread --no-tell-kernel -N "${root_nr}" "${disk}"
-root_sectors="$(read_table | awk -v n="${root_nr}" '$1 == n {print $3}')"
-loop="$(losetup --find --show --offset "${root_offset}" --sizelimit "$((root_sectors * 512))" "${disk}")"
+read -r _ _ _ _ _ root_bytes <<<"$(layout)"
+loop="$(losetup --find --show --offset "${root_offset}" --sizelimit "${root_bytes}" "${disk}")"
 e2fsck -f -y "${loop}" >/dev/null || [ "$?" -le 1 ] || die "e2fsck found errors it could not fix in ${base}"
 resize2fs "${loop}" >/dev/null
 mount "${loop}" "${root}"
@@ -85,28 +78,27 @@ install -D -m 0644 "${here}/files/common/etc/systemd/system/appliance-growroot.s
 systemctl --root="${root}" enable --quiet appliance-growroot.service
 
 run_playbook "${root}" pi
-finalize_rootfs "${root}" pi "$(basename "${base}")"
+finalize_rootfs "${root}"
+write_release "${root}" pi "$(basename "${base}")"
+cp "${root}/etc/appliance-release" "${output}.release"
 
 step "write the boot partition back (FAT '${boot_label}', same volume id)"
 mkfs.vfat -C -F 32 -n "${boot_label}" ${boot_volid:+-i "${boot_volid}"} "${work}/boot.part" \
-    "$((boot_sectors / 2))" >/dev/null
+    "$((boot_bytes / 1024))" >/dev/null
 if [ -n "$(ls -A "${root}/boot/firmware")" ]; then
     MTOOLS_SKIP_CHECK=1 mcopy -s -m -i "${work}/boot.part" "${root}/boot/firmware"/* ::/
 fi
 find "${root}/boot/firmware" -mindepth 1 -delete
 # Punch the old partition out first: dd conv=sparse skips zero blocks, and the old FAT's bytes
 # must not survive there.
-fallocate --punch-hole --offset "${boot_offset}" --length "$((boot_sectors * 512))" "${disk}"
+fallocate --punch-hole --offset "${boot_offset}" --length "${boot_bytes}" "${disk}"
 dd if="${work}/boot.part" of="${disk}" bs=1M seek="${boot_offset}" oflag=seek_bytes conv=notrunc,sparse status=none
 
 step "shrink the root file system to its content plus ${root_free_mb} MiB"
 umount "${root}"
 e2fsck -f -y "${loop}" >/dev/null || [ "$?" -le 1 ] || die "e2fsck found errors after provisioning"
-block_size="$(dumpe2fs -h "${loop}" 2>/dev/null | awk -F: '/^Block size/ {print $2 + 0}')"
-min_blocks="$(resize2fs -P "${loop}" 2>/dev/null | awk -F: '/minimum/ {print $2 + 0}')"
-new_mb="$(((min_blocks * block_size / 1048576 + root_free_mb + 3) / 4 * 4))"
-current_mb="$((root_sectors / 2048))"
-[ "${new_mb}" -le "${current_mb}" ] || new_mb="${current_mb}"
+new_mb="$(PYTHONPATH="${here}/.." python3 -m image.disk shrink-mb "${loop}" --free-mb "${root_free_mb}" \
+    --current-mb "$((root_bytes / 1048576))")"
 resize2fs "${loop}" "${new_mb}M" >/dev/null
 # Blocks the playbook freed (the app's old files, apt's lists) and blocks the shrink moved data
 # away from still hold their old bytes: discarded, they become holes in the image file and cost

@@ -1,21 +1,25 @@
 # The appliance's disk images; included by the top-level Makefile (see image/README.md).
-# Every setting is VAR ?= default: `make image IMAGE_XZ_OPT=-9`, `make image-flash DEVICE=/dev/sdX`.
+# Every setting is VAR ?= default: `make image IMAGE_XZ_OPT=-9`, `make flash-card DEVICE=/dev/sdX`.
 #
 # The images are files made from files, so make rebuilds only what changed:
 #   image/packages, hooks, files ─▶ build/image/pi/base.tar      (mmdebstrap, ~20 min emulated; cached)
-#   base.tar + wheel + ansible/ + rootfs/ ─▶ build/image/pi/rootfs.tar   (the playbook stage)
-#   rootfs.tar ─▶ build/appliance-V-arm64.img ─▶ .img.xz ─▶ .img.xz.sha256
+#   base.tar + wheel (make wheel) + ansible/ ─▶ build/image/pi/rootfs.tar   (the playbook stage)
+#   rootfs.tar ─▶ build/appliance-V-arm64.img (+ .img.release, the stamp) ─▶ .img.xz ─▶ .img.xz.sha256
 #                                              └▶ .img.bmap           build/os-list.json
 # An app-only change rebuilds the wheel, then only the playbook stage and what follows it.
+#
+# Nothing here runs a command while make reads this file (make test and make help pay nothing):
+# the version (git describe) is computed the first time a rule needs it, the source lists (find)
+# only for the rule being considered ($$ prerequisites: .SECONDEXPANSION), the build date when
+# the image is assembled.
 # The build needs root (mmdebstrap, chroot, mounts); `image/README.md` lists the host packages.
 
 IMAGE_NAME ?= appliance
-# git describe, once per make run (the file names and the build id use it).
-IMAGE_GIT_DESCRIBE := $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
-IMAGE_VERSION ?= $(IMAGE_GIT_DESCRIBE)
-IMAGE_BUILD_DATE := $(shell date -u +%Y%m%dT%H%M%SZ)
-# Stamped into /etc/appliance-release.
-IMAGE_BUILD_ID ?= $(IMAGE_VERSION)-$(IMAGE_BUILD_DATE)
+# The version in the file names and the stamp: git describe, run once, on first use (the eval
+# replaces this definition with its value).
+IMAGE_VERSION ?= $(eval IMAGE_VERSION := $$(shell git describe --tags --always --dirty 2>/dev/null || echo unknown))$(IMAGE_VERSION)
+# Stamped into /etc/appliance-release (default: VERSION-YYYYMMDDTHHMMSSZ when the image is made).
+IMAGE_BUILD_ID ?=
 IMAGE_BUILD ?= build
 IMAGE_WORK ?= $(IMAGE_BUILD)/image
 IMAGE_SUITE ?= trixie
@@ -39,44 +43,44 @@ IMAGE_PYTHON ?= $(if $(wildcard $(IMAGE_VENV)/bin/python),$(IMAGE_VENV)/bin/pyth
 # ansible from `make setup` when it is there, else a virtualenv of its own under build/.
 IMAGE_ANSIBLE_VENV ?= $(IMAGE_WORK)/ansible-venv
 IMAGE_ANSIBLE_PLAYBOOK ?= $(if $(wildcard $(IMAGE_VENV)/bin/ansible-playbook),$(IMAGE_VENV)/bin/ansible-playbook,$(IMAGE_ANSIBLE_VENV)/bin/ansible-playbook)
-IMAGE_WHEEL_DIR ?= $(IMAGE_WORK)/dist
 # The twin: disk image, kernel and initrd for QEMU's direct boot.
 TWIN_DIR ?= $(IMAGE_BUILD)/twin
-# make image-flash DEVICE=/dev/sdX; FLASH_FORCE=1 allows a disk that is not removable/USB/SD (never a
+# make flash-card DEVICE=/dev/sdX; FLASH_FORCE=1 allows a disk that is not removable/USB/SD (never a
 # mounted or system disk); FLASH_YES=1 skips the question.
 DEVICE ?=
 FLASH_FORCE ?=
 FLASH_YES ?=
 
 IMAGE_FLAVOUR := $(if $(BASE_IMAGE),-custom)
-IMAGE_IMG := $(IMAGE_BUILD)/$(IMAGE_NAME)-$(IMAGE_VERSION)$(IMAGE_FLAVOUR)-arm64.img
-IMAGE_XZ := $(IMAGE_IMG).xz
-IMAGE_SHA256 := $(IMAGE_XZ).sha256
-IMAGE_BMAP := $(IMAGE_IMG).bmap
+# Recursive (=): the version is only asked for where a name is used, in a recipe or a $$ prerequisite.
+IMAGE_IMG = $(IMAGE_BUILD)/$(IMAGE_NAME)-$(IMAGE_VERSION)$(IMAGE_FLAVOUR)-arm64.img
+IMAGE_XZ = $(IMAGE_IMG).xz
+IMAGE_SHA256 = $(IMAGE_XZ).sha256
+IMAGE_BMAP = $(IMAGE_IMG).bmap
 IMAGE_OS_LIST := $(IMAGE_BUILD)/os-list.json
 TWIN_IMG := $(TWIN_DIR)/disk.img
 
-IMAGE_BASE_DEPS := image/build-base.sh image/lib.sh $(wildcard image/hooks/*.sh image/packages/*.list) \
-  $(shell find image/files -type f 2>/dev/null)
-IMAGE_APP_SOURCES := pyproject.toml \
-  $(shell find appliance -type f -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
-IMAGE_WHEEL_STAMP := $(IMAGE_WORK)/dist.stamp
-IMAGE_PLAYBOOK_DEPS := image/provision.sh image/lib.sh image/provision-lib.sh constraints.txt $(IMAGE_WHEEL_STAMP) \
-  $(shell find ansible rootfs -type f 2>/dev/null)
+# Listed (find) only when a rule that needs them is considered.
+IMAGE_BASE_DEPS = image/build-base.sh image/lib.sh $(wildcard image/hooks/*.sh image/packages/*.list) \
+  $(shell find image/files -type f)
+IMAGE_PLAYBOOK_DEPS = image/provision.sh image/lib.sh image/provision-lib.sh constraints.txt $(WHEEL_STAMP) \
+  $(shell find ansible -type f)
 # The settings the scripts read, passed explicitly to each (nothing exported to other recipes).
 IMAGE_ENV = IMAGE_SUITE='$(IMAGE_SUITE)' IMAGE_MIRROR='$(IMAGE_MIRROR)' \
-  IMAGE_EXTRA_PACKAGES='$(IMAGE_EXTRA_PACKAGES)' IMAGE_VERSION='$(IMAGE_VERSION)' \
-  IMAGE_BUILD_ID='$(IMAGE_BUILD_ID)' IMAGE_PLAYBOOK='$(IMAGE_PLAYBOOK)' \
+  IMAGE_EXTRA_PACKAGES='$(IMAGE_EXTRA_PACKAGES)' IMAGE_PLAYBOOK='$(IMAGE_PLAYBOOK)' \
   IMAGE_ANSIBLE_PLAYBOOK='$(IMAGE_ANSIBLE_PLAYBOOK)' IMAGE_CONSTRAINTS=constraints.txt \
-  IMAGE_WHEEL="$$(ls $(IMAGE_WHEEL_DIR)/*.whl)" ANSIBLE_CONFIG=ansible/ansible.cfg
+  IMAGE_WHEEL="$$(ls $(WHEEL_DIR)/*.whl)" ANSIBLE_CONFIG=ansible/ansible.cfg
 
-.PHONY: image image-base image-test twin twin-base twin-test image-flash os-list image-clean image-FORCE
+.PHONY: image image-files image-base image-test image-test-files twin twin-base twin-test flash-card os-list image-clean image-FORCE
 
-# Kept although only pattern rules name them: they are the cache that makes rebuilds quick.
-.PRECIOUS: $(IMAGE_WORK)/%/base.tar $(IMAGE_WORK)/%/rootfs.tar
+.SECONDEXPANSION:
 
-image: $(IMAGE_XZ) $(IMAGE_SHA256) $(IMAGE_BMAP) $(IMAGE_OS_LIST) ## the Pi image: build/appliance-V-arm64.img.xz, .bmap, .sha256 (BASE_IMAGE=... customises one)
-	@echo "Built $(IMAGE_XZ) ($$(du -h $(IMAGE_XZ) | cut -f1)), $(IMAGE_BMAP), $(IMAGE_SHA256), $(IMAGE_OS_LIST)"
+# Kept although only pattern rules name them: the cache that makes rebuilds quick, and the images
+# that `make os-list` alone would otherwise delete as intermediate files.
+.PRECIOUS: $(IMAGE_WORK)/%/base.tar $(IMAGE_WORK)/%/rootfs.tar $(IMAGE_BUILD)/$(IMAGE_NAME)-%-arm64.img %.img.xz
+
+image: ## the Pi image: build/appliance-V-arm64.img.xz, .bmap, .sha256 (BASE_IMAGE=... customises one)
+	@$(MAKE) --no-print-directory IMAGE_VERSION='$(IMAGE_VERSION)' image-files
 
 image-base: $(IMAGE_WORK)/pi/base.tar ## only the cached Debian arm64 base root file system (mmdebstrap)
 
@@ -87,49 +91,55 @@ twin-base: $(IMAGE_WORK)/twin/base.tar
 
 os-list: $(IMAGE_OS_LIST) ## the Raspberry Pi Imager repository file (IMAGE_BASE_URL=https://... where the .xz is served)
 
-image-test: $(IMAGE_IMG) ## image tool tests, then boot the Pi image in QEMU -M virt: login, supervisor's programs, /health via nginx
-	APPLIANCE_IMAGE='$(IMAGE_IMG)' APPLIANCE_IMAGE_HTTP_PORT='$(IMAGE_TEST_HTTP_PORT)' \
-	  APPLIANCE_IMAGE_SSH_PORT='$(IMAGE_TEST_SSH_PORT)' \
-	  $(IMAGE_PYTHON) -m pytest -p no:cacheprovider tests/image -m 'tools or pi' -v -s
+image-test: ## image tool tests, then boot the Pi image in QEMU -M virt: login, supervisor's programs, /health via nginx
+	@$(MAKE) --no-print-directory IMAGE_VERSION='$(IMAGE_VERSION)' image-test-files
 
 twin-test: $(TWIN_IMG) ## boot the twin in qemu-system-x86_64: login, supervisor's programs, /health via nginx
 	APPLIANCE_TWIN_DIR='$(TWIN_DIR)' APPLIANCE_IMAGE_HTTP_PORT='$(IMAGE_TEST_HTTP_PORT)' \
 	  APPLIANCE_IMAGE_SSH_PORT='$(IMAGE_TEST_SSH_PORT)' \
 	  $(IMAGE_PYTHON) -m pytest -p no:cacheprovider tests/image -m twin -v -s
 
-image-flash: ## write the image to a card: make image-flash DEVICE=/dev/sdX (refuses mounted and system disks)
-	@test -n '$(DEVICE)' || { echo "Say which card: make image-flash DEVICE=/dev/sdX (lsblk lists them)"; exit 2; }
+flash-card: ## write the image to a card: make flash-card DEVICE=/dev/sdX (refuses mounted and system disks)
+	@test -n '$(DEVICE)' || { echo "Say which card: make flash-card DEVICE=/dev/sdX (lsblk lists them)"; exit 2; }
 	@test -f '$(IMAGE_XZ)' -a -f '$(IMAGE_BMAP)' || { echo "No $(IMAGE_XZ) with its .bmap: make image first"; exit 2; }
 	FLASH_FORCE='$(FLASH_FORCE)' FLASH_YES='$(FLASH_YES)' image/flash.sh '$(IMAGE_XZ)' '$(DEVICE)'
 
 image-clean: ## remove image build output, keeping the cached base root file systems
-	rm -rf $(TWIN_DIR) $(IMAGE_WORK)/*/rootfs.tar $(IMAGE_WORK)/*/rootfs.d $(IMAGE_WORK)/dist $(IMAGE_WHEEL_STAMP)
+	rm -rf $(TWIN_DIR) $(IMAGE_WORK)/*/rootfs.tar $(IMAGE_WORK)/*/rootfs.d $(WHEEL_DIR)
 	rm -f $(IMAGE_BUILD)/$(IMAGE_NAME)-*-arm64.img* $(IMAGE_OS_LIST)
+
+# `make image` and `make image-test` ask git for the version in their recipes and hand it to a
+# make that works on the files named after it: with IMAGE_VERSION on its command line, these
+# rules name the files without running anything while make reads this file.
+ifeq ($(origin IMAGE_VERSION),command line)
+image-files: $(IMAGE_XZ) $(IMAGE_SHA256) $(IMAGE_BMAP) $(IMAGE_OS_LIST)
+	@echo "Built $(IMAGE_XZ) ($$(du -h $(IMAGE_XZ) | cut -f1)), $(IMAGE_BMAP), $(IMAGE_SHA256), $(IMAGE_OS_LIST)"
+
+image-test-files: $(IMAGE_IMG)
+	APPLIANCE_IMAGE='$(IMAGE_IMG)' APPLIANCE_IMAGE_HTTP_PORT='$(IMAGE_TEST_HTTP_PORT)' \
+	  APPLIANCE_IMAGE_SSH_PORT='$(IMAGE_TEST_SSH_PORT)' \
+	  $(IMAGE_PYTHON) -m pytest -p no:cacheprovider tests/image -m 'tools or pi' -v -s
+endif
 
 # --- the chain ---
 
-$(IMAGE_WORK)/%/base.tar: $(IMAGE_BASE_DEPS)
+$(IMAGE_WORK)/%/base.tar: $$(IMAGE_BASE_DEPS)
 	@mkdir -p $(@D)
 	$(IMAGE_ENV) image/build-base.sh $* $@
-
-# The app as a wheel (build isolation fetches the pinned setuptools); the browser libraries it
-# serves must be in place first.
-$(IMAGE_WHEEL_STAMP): $(IMAGE_APP_SOURCES) $(VENDOR_JS)
-	rm -rf $(IMAGE_WHEEL_DIR)
-	$(IMAGE_PYTHON) -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir $(IMAGE_WHEEL_DIR) .
-	@ls $(IMAGE_WHEEL_DIR)/*.whl
-	@touch $@
 
 $(IMAGE_ANSIBLE_VENV)/bin/ansible-playbook: constraints.txt
 	python3 -m venv $(IMAGE_ANSIBLE_VENV)
 	$(IMAGE_ANSIBLE_VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt ansible ansible-core
 	@touch $@
 
-$(IMAGE_WORK)/%/rootfs.tar: $(IMAGE_WORK)/%/base.tar $(IMAGE_PLAYBOOK_DEPS) | $(IMAGE_ANSIBLE_PLAYBOOK)
+$(IMAGE_WORK)/%/rootfs.tar: $(IMAGE_WORK)/%/base.tar $$(IMAGE_PLAYBOOK_DEPS) | $(IMAGE_ANSIBLE_PLAYBOOK)
 	$(IMAGE_ENV) image/provision.sh $* $< $@
 
-$(IMAGE_BUILD)/$(IMAGE_NAME)-%-arm64.img: $(IMAGE_WORK)/pi/rootfs.tar image/mkimage.sh
-	IMAGE_VERSION='$(IMAGE_VERSION)' IMAGE_BUILD_ID='$(IMAGE_BUILD_ID)' image/mkimage.sh $< $@
+# The settings of the release stamp, which mkimage.sh and customize-image.sh write.
+IMAGE_RELEASE_ENV = IMAGE_VERSION='$(IMAGE_VERSION)' IMAGE_BUILD_ID='$(IMAGE_BUILD_ID)'
+
+$(IMAGE_BUILD)/$(IMAGE_NAME)-%-arm64.img: $(IMAGE_WORK)/pi/rootfs.tar image/mkimage.sh image/provision-lib.sh
+	$(IMAGE_RELEASE_ENV) IMAGE_TARGET=pi IMAGE_BASE_NAME='debian-$(IMAGE_SUITE)' image/mkimage.sh $< $@
 
 ifneq ($(BASE_IMAGE),)
 # Records which base image was used, rewritten only when it changes, so that pointing BASE_IMAGE at
@@ -144,12 +154,12 @@ $(IMAGE_WORK)/base-image.id: image-FORCE
 
 # The shorter stem wins over the rule above for these names.
 $(IMAGE_BUILD)/$(IMAGE_NAME)-%-custom-arm64.img: $(IMAGE_WORK)/base-image.id \
-    image/customize-image.sh $(IMAGE_PLAYBOOK_DEPS) | $(IMAGE_ANSIBLE_PLAYBOOK)
-	$(IMAGE_ENV) image/customize-image.sh '$(BASE_IMAGE)' $@
+    image/customize-image.sh $$(IMAGE_PLAYBOOK_DEPS) | $(IMAGE_ANSIBLE_PLAYBOOK)
+	$(IMAGE_ENV) $(IMAGE_RELEASE_ENV) image/customize-image.sh '$(BASE_IMAGE)' $@
 endif
 
-$(TWIN_IMG): $(IMAGE_WORK)/twin/rootfs.tar image/mkimage.sh
-	IMAGE_VERSION='$(IMAGE_VERSION)' IMAGE_BUILD_ID='$(IMAGE_BUILD_ID)' image/mkimage.sh $< $@ $(TWIN_DIR)
+$(TWIN_IMG): $(IMAGE_WORK)/twin/rootfs.tar image/mkimage.sh image/provision-lib.sh
+	$(IMAGE_RELEASE_ENV) IMAGE_TARGET=twin IMAGE_BASE_NAME='debian-$(IMAGE_SUITE)' image/mkimage.sh $< $@ $(TWIN_DIR)
 
 %.img.xz: %.img image/compress.sh
 	image/compress.sh $< $@ $(IMAGE_XZ_OPT)
@@ -161,6 +171,10 @@ $(TWIN_IMG): $(IMAGE_WORK)/twin/rootfs.tar image/mkimage.sh
 	bmaptool create --output $@.tmp $<
 	mv $@.tmp $@
 
-$(IMAGE_OS_LIST): $(IMAGE_XZ) $(IMAGE_IMG) image/os-list.py
+# The build id from the image's own stamp (IMAGE.img.release), so the list names the image it lists.
+# A pattern rule (for os-list.json): its $$ prerequisites, which ask for the version, are expanded
+# only when it is used.
+$(IMAGE_BUILD)/os-%.json: $$(IMAGE_XZ) $$(IMAGE_IMG) image/os-list.py
 	$(IMAGE_PYTHON) image/os-list.py --image $(IMAGE_IMG) --xz $(IMAGE_XZ) --base-url '$(IMAGE_BASE_URL)' \
-	  --devices '$(IMAGE_DEVICES)' --release '$(IMAGE_BUILD_ID)' --output $@
+	  --devices '$(IMAGE_DEVICES)' --output $@ \
+	  --release "$$(sed -n 's/^BUILD_ID="\(.*\)"$$/\1/p' $(IMAGE_IMG).release)"

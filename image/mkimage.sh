@@ -4,8 +4,8 @@
 # Usage: mkimage.sh ROOTFS.tar OUTPUT.img [KERNEL_DIR]
 #   KERNEL_DIR: also copy the newest /boot/vmlinuz-* and initrd.img-* there as vmlinuz and
 #   initrd.img, for booting the image directly with QEMU's -kernel/-initrd (the twin).
-# Settings (environment): IMAGE_BOOT_MB (512), IMAGE_ROOT_FREE_MB (768); IMAGE_VERSION and
-# IMAGE_BUILD_ID, when set, replace VERSION and BUILD_ID in /etc/appliance-release.
+# Settings (environment): IMAGE_BOOT_MB (512), IMAGE_ROOT_FREE_MB (768); for the release stamp
+# (write_release in provision-lib.sh): IMAGE_VERSION, IMAGE_BUILD_ID, IMAGE_TARGET (pi|twin), IMAGE_BASE_NAME.
 #
 # The partitions are built as files and copied into the image: this needs neither loop partition
 # devices nor a vfat driver on the build host (mkfs.vfat -C and mtools write the FAT, mkfs.ext4 -d
@@ -14,6 +14,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh
 . "${here}/lib.sh"
+# shellcheck source=provision-lib.sh
+. "${here}/provision-lib.sh"
 
 [ "$#" -ge 2 ] || die "usage: $0 ROOTFS.tar OUTPUT.img [KERNEL_DIR]"
 tarball="$1" output="$2" kernel_dir="${3:-}"
@@ -34,14 +36,11 @@ mkdir -p "${work}/root" "${work}/firmware"
 step "unpack ${tarball}"
 tar -C "${work}/root" --numeric-owner --xattrs --xattrs-include='*' -xpf "${tarball}"
 
-# The playbook stage is not re-run when only the version changed (a commit that touches neither the
-# app nor the playbook), so the stamp in the tarball may name an older version than this image.
-release="${work}/root/etc/appliance-release"
-if [ -n "${IMAGE_BUILD_ID:-}" ] && [ -f "${release}" ]; then
-    sed -i -e "s|^VERSION=.*|VERSION=\"${IMAGE_VERSION:-unknown}\"|" \
-        -e "s|^BUILD_ID=.*|BUILD_ID=\"${IMAGE_BUILD_ID}\"|" "${release}"
-    info "$(tr '\n' ' ' <"${release}")"
-fi
+# The release stamp, written here once: the playbook stage's tarball is reused when only the
+# version changed (a commit that touches neither the app nor the playbook). A copy goes beside the
+# image (OUTPUT.release) for what describes it (os-list.json).
+write_release "${work}/root" "${IMAGE_TARGET:-unknown}" "${IMAGE_BASE_NAME:-unknown}"
+cp "${work}/root/etc/appliance-release" "${output}.release"
 
 # /boot/firmware is the FAT partition's mount point: its content goes into the FAT, the directory
 # stays (empty) in the root file system.

@@ -1,5 +1,6 @@
-# The playbook stage's helpers (sourced after lib.sh by provision.sh and customize-image.sh, not
-# executed): mount the chroot's kernel file systems, run the playbook, finalise the root file system.
+# The playbook stage's helpers (sourced after lib.sh by provision.sh, customize-image.sh and
+# mkimage.sh, not executed): mount the chroot's kernel file systems, run the playbook, finalise the
+# root file system, stamp the release.
 # Kept apart from lib.sh, on which the cached base depends, so that a change here re-runs only the
 # playbook stage and not the 17-minute emulated base build.
 # shellcheck shell=bash
@@ -90,22 +91,12 @@ run_playbook() {
     [ "${status}" -eq 0 ] || die "the playbook failed (status ${status})"
 }
 
-# finalize_rootfs ROOT TARGET BASE_DESCRIPTION: stamp the build and remove what must not be shared
-# by every device made from the image (machine-id, SSH host keys, random seed), or is dead weight.
-# Settings (environment): IMAGE_VERSION, IMAGE_BUILD_ID.
+# finalize_rootfs ROOT: remove what must not be shared by every device made from the image
+# (machine-id, SSH host keys, random seed), or is dead weight. The release stamp is written later,
+# once, by the stage that makes the image (write_release in lib.sh).
 finalize_rootfs() {
-    local root="$1" target="$2" base="$3" bad
-    step "finalize: /etc/appliance-release, no machine-id, no SSH host keys, no passwords"
-    cat >"${root}/etc/appliance-release" <<RELEASE
-NAME="appliance"
-VERSION="${IMAGE_VERSION:-unknown}"
-BUILD_ID="${IMAGE_BUILD_ID:-unknown}"
-BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-TARGET="${target}"
-BASE="${base}"
-RELEASE
-    chmod 0644 "${root}/etc/appliance-release"
-    info "$(tr '\n' ' ' <"${root}/etc/appliance-release")"
+    local root="$1" bad
+    step "finalize: no machine-id, no SSH host keys, no passwords"
 
     # An empty machine-id: systemd makes a new one on first boot and commits it once / is writable.
     # (Empty rather than "uninitialized": that would also make systemd apply presets on first boot,
@@ -132,4 +123,24 @@ RELEASE
     rm -f "${root}"/var/lib/dpkg/*-old "${root}"/var/cache/debconf/*-old "${root}/var/cache/ldconfig/aux-cache"
     find "${root}/var/log" -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.xz' \) -delete
     find "${root}/var/log" -type f -exec truncate -s 0 {} +
+}
+
+# write_release ROOT TARGET BASE_DESCRIPTION: stamp the build into ROOT/etc/appliance-release,
+# once, by the stage that makes the image (mkimage.sh, customize-image.sh): the playbook stage's
+# tarball is reused when only the version changed, so a stamp written there would be stale.
+# Settings (environment): IMAGE_VERSION; IMAGE_BUILD_ID (default: VERSION-YYYYMMDDTHHMMSSZ, now).
+write_release() {
+    local root="$1" target="$2" base="$3" now version
+    now="$(date -u +%s)"
+    version="${IMAGE_VERSION:-unknown}"
+    cat >"${root}/etc/appliance-release" <<RELEASE
+NAME="appliance"
+VERSION="${version}"
+BUILD_ID="${IMAGE_BUILD_ID:-${version}-$(date -u -d "@${now}" +%Y%m%dT%H%M%SZ)}"
+BUILD_DATE="$(date -u -d "@${now}" +%Y-%m-%dT%H:%M:%SZ)"
+TARGET="${target}"
+BASE="${base}"
+RELEASE
+    chmod 0644 "${root}/etc/appliance-release"
+    info "$(tr '\n' ' ' <"${root}/etc/appliance-release")"
 }

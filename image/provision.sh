@@ -27,7 +27,7 @@ step "unpack ${base}"
 tar -C "${root}" --numeric-owner --xattrs --xattrs-include='*' -xpf "${base}"
 
 run_playbook "${root}" "${target}"
-finalize_rootfs "${root}" "${target}" "debian-${IMAGE_SUITE:-trixie}"
+finalize_rootfs "${root}"
 
 step "pack ${output}"
 tar -C "${root}" --numeric-owner --xattrs --xattrs-include='*' -cf "${output}.tmp" .

@@ -1,7 +1,8 @@
 """Boot an appliance disk image in QEMU (TCG) and wait for its login prompt.
 
 Used by `make image-test` (the arm64 Pi image on `-M virt`), by `image/boot-twin.sh` (the amd64
-twin for the hardware-in-the-loop suite) and importable by tests (`QemuMachine`).
+twin for the hardware-in-the-loop suite) and importable (`from image.qemuboot import QemuMachine`;
+from the command line `python3 -m image.qemuboot` in the repository root).
 
 The image itself is never written: the machine runs on a sparse working copy in a state
 directory, which survives a reboot or a power cut of the guest (pass the same `--state` again)
@@ -22,7 +23,6 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from .disk import Partition, boot_partition
+
 # getty's prompt: "<hostname> login: " on the serial console.
 LOGIN_PROMPT: Final = re.compile(rb"^\S+ login: ", re.MULTILINE)
 # How often the console log is read while waiting: a boot takes a minute or more, so 0.2 s costs
@@ -38,7 +40,8 @@ LOGIN_PROMPT: Final = re.compile(rb"^\S+ login: ", re.MULTILINE)
 POLL_S: Final = 0.2
 # Lines of the console shown when a wait fails, enough to see the last boot messages.
 TAIL_LINES: Final = 40
-SECTOR: Final = 512
+# QEMU's QMP socket appears a moment after it starts; a loaded host may take a few seconds.
+QMP_READY_S: Final = 30.0
 
 ARCHES: Final = {
     # A Pi 4's core. -cpu max would emulate pointer authentication (trixie signs every return
@@ -61,40 +64,6 @@ DEFAULT_APPEND: Final = "root=LABEL=RASPIROOT ro rootwait net.ifnames=0 fsck.rep
 
 class BootError(RuntimeError):
     """QEMU exited, or the guest did not reach the expected state in time."""
-
-
-@dataclass(frozen=True, slots=True)
-class Partition:
-    number: int
-    type_id: int
-    start: int  # bytes
-    size: int  # bytes
-
-
-def partitions(image: Path) -> list[Partition]:
-    """The primary partitions of an MBR disk image (no tools, no loop devices)."""
-    with image.open("rb") as disk:
-        mbr = disk.read(SECTOR)
-    if mbr[510:512] != b"\x55\xaa":
-        msg = f"{image} has no MBR partition table: is it a disk image?"
-        raise BootError(msg)
-    found = []
-    for number in range(1, 5):
-        entry = mbr[446 + 16 * (number - 1) : 446 + 16 * number]
-        type_id = entry[4]
-        start, count = struct.unpack("<II", entry[8:16])
-        if type_id and count:
-            found.append(Partition(number, type_id, start * SECTOR, count * SECTOR))
-    return found
-
-
-def boot_partition(image: Path) -> Partition:
-    """The FAT partition (the first one, as on a Pi card)."""
-    fat = [p for p in partitions(image) if p.type_id in (0x0B, 0x0C, 0x0E, 0x06)]
-    if not fat:
-        msg = f"{image} has no FAT partition"
-        raise BootError(msg)
-    return fat[0]
 
 
 def _mtools(image: Path, partition: Partition, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -153,6 +122,17 @@ def qemu_append(cmdline: str, console: str) -> str:
     return " ".join([*words, f"console={console}"])
 
 
+def forwarded_ports(usernet: str) -> dict[int, int]:
+    """{guest port: host port} of the TCP forwards in QEMU's `info usernet` table."""
+    ports = {}
+    for line in usernet.splitlines():
+        words = line.split()
+        # TCP[HOST_FORWARD]  FD  SRC-ADDRESS SRC-PORT  DEST-ADDRESS DEST-PORT  RECVQ SENDQ
+        if len(words) >= 6 and words[0] == "TCP[HOST_FORWARD]":
+            ports[int(words[5])] = int(words[3])
+    return ports
+
+
 def prepare_disk(image: Path, dest: Path, *, size: int | None = None,
                  boot_extra: Sequence[tuple[Path, str]] = ()) -> Path:
     """A sparse working copy of the image, optionally larger (first boot grows into it)."""
@@ -175,13 +155,6 @@ def parse_size(text: str) -> int:
     return int(match[1]) * units[match[2]]
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface (for a test that needs one)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class QemuMachine:
     """One QEMU guest: build the command line, start it, wait on its console, stop it."""
@@ -193,6 +166,8 @@ class QemuMachine:
     append: str
     state: Path
     console: str = "file"  # file | pty | socket:PATH
+    # Loopback ports forwarded to the guest's 22 and 80: None for none, 0 for one QEMU picks
+    # (free at that moment, no race); start() then sets the port it got.
     ssh_port: int | None = None
     http_port: int | None = None
     bt_socket: Path | None = None
@@ -228,7 +203,7 @@ class QemuMachine:
         forwards = "".join(
             f",hostfwd=tcp:127.0.0.1:{port}-:{guest}"
             for port, guest in ((self.ssh_port, 22), (self.http_port, 80))
-            if port
+            if port is not None
         )
         cmd = [
             str(spec["qemu"]), *spec["machine"],
@@ -265,6 +240,28 @@ class QemuMachine:
                                             start_new_session=True)
         if self.console == "pty":
             self.pty = self._wait_for_pty()
+        if 0 in (self.ssh_port, self.http_port):
+            self._learn_forwarded_ports()
+
+    def _learn_forwarded_ports(self) -> None:
+        """The host ports QEMU bound for the forwards asked for as port 0 (`info usernet`)."""
+        deadline = time.monotonic() + QMP_READY_S
+        while True:
+            try:
+                table = self.qmp("human-monitor-command", {"command-line": "info usernet"})
+                break
+            except OSError:
+                self._check_running()
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(POLL_S)
+        found = forwarded_ports(str(table))
+        for guest, attribute in ((22, "ssh_port"), (80, "http_port")):
+            if getattr(self, attribute) == 0:
+                if guest not in found:
+                    msg = f"QEMU forwards no host port to the guest's port {guest}: {table!r}"
+                    raise BootError(msg)
+                setattr(self, attribute, found[guest])
 
     def _wait_for_pty(self) -> str:
         deadline = time.monotonic() + 10
@@ -309,20 +306,24 @@ class QemuMachine:
         self.wait_for(LOGIN_PROMPT, timeout)
         return time.monotonic() - self.started_at
 
-    def qmp(self, command: str) -> None:
-        """Send one QMP command (e.g. system_powerdown, system_reset)."""
+    def qmp(self, command: str, arguments: dict[str, object] | None = None) -> object:
+        """Send one QMP command (e.g. system_powerdown, system_reset); its return value."""
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(10)
             sock.connect(str(self.qmp_socket))
             stream = sock.makefile("rwb")
             stream.readline()  # greeting
-            for execute in ("qmp_capabilities", command):
-                stream.write(json.dumps({"execute": execute}).encode() + b"\n")
+            result: object = None
+            for execute, args in (("qmp_capabilities", None), (command, arguments)):
+                request = {"execute": execute, **({"arguments": args} if args else {})}
+                stream.write(json.dumps(request).encode() + b"\n")
                 stream.flush()
                 while b'"return"' not in (reply := stream.readline()):
                     if b'"error"' in reply or not reply:
                         msg = f"QMP {execute}: {reply.decode(errors='replace')}"
                         raise BootError(msg)
+                result = json.loads(reply)["return"]
+            return result
 
     def stop(self, timeout: float = 60) -> None:
         """Shut the guest down cleanly (ACPI/PSCI power button), or kill QEMU after `timeout`."""
@@ -381,8 +382,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--boot-file", action="append", default=[], metavar="SRC[:NAME]",
                         help="copy SRC into the boot partition of a fresh copy")
     parser.add_argument("--console", default="file", help="file, pty or socket:PATH (always logged)")
-    parser.add_argument("--ssh-port", type=int, help="loopback port forwarded to the guest's port 22")
-    parser.add_argument("--http-port", type=int, help="loopback port forwarded to the guest's port 80")
+    parser.add_argument("--ssh-port", type=int,
+                        help="loopback port forwarded to the guest's port 22 (0: any free one)")
+    parser.add_argument("--http-port", type=int,
+                        help="loopback port forwarded to the guest's port 80 (0: any free one)")
     parser.add_argument("--bt-socket", type=Path, help="second serial port (ttyS1) as this unix socket")
     parser.add_argument("--bt-listen", action="store_true",
                         help="QEMU listens on --bt-socket (default: it connects to a listening peer)")
@@ -414,7 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert machine.process is not None  # noqa: S101 - start() set it
     (args.state / "qemu.pid").write_text(f"{machine.process.pid}\n")
     print(f"qemu pid {machine.process.pid}, console log {machine.console_log}"
-          + (f", console pty {machine.pty}" if machine.pty else ""), flush=True)
+          + (f", console pty {machine.pty}" if machine.pty else "")
+          + (f", ssh 127.0.0.1:{machine.ssh_port}" if machine.ssh_port else "")
+          + (f", http 127.0.0.1:{machine.http_port}" if machine.http_port else ""), flush=True)
     try:
         seconds = machine.wait_for_login(args.timeout)
     except BootError as exc:

@@ -67,15 +67,14 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
         "appliance_socket": str(out / "run" / "app.sock"), "appliance_radio": "virtual",
         "appliance_settings": {"login_max_failures": 2, "virtual_beacons": 1,
                                "firstboot_status_file": str(out / "firstboot.json"),
-                               "tunnel_token_file": str(out / "token"),
                                "cloudflared_bin": str(STANDIN)},
-        "nginx_listen_port": port, "nginx_app_socket": str(out / "run" / "app.sock"),
-        "supervisor_appliance_user": "root", "supervisor_log_to_syslog": False,
-        "supervisor_log_dir": str(out / "log"),
-        "supervisor_nginx_command": f'{_tool("nginx")} -c {out}/nginx.conf -g "daemon off;"',
-        "supervisor_cloudflared_runner": str(ROOT / "rootfs/usr/local/lib/appliance/cloudflared-run"),
-        "supervisor_cloudflared_bin": str(STANDIN),
-        "supervisor_cloudflared_token_file": str(out / "token"),
+        # One path for the token, as in group_vars: the app's /status and cloudflared's program.
+        "appliance_tunnel_token_file": str(out / "token"),
+        "nginx_listen_port": port,
+        "supervisor_log_to_syslog": False, "supervisor_log_dir": str(out / "log"),
+        "nginx_supervisor_command": f'{_tool("nginx")} -c {out}/nginx.conf -g "daemon off;"',
+        "cloudflared_runner": str(ROOT / "ansible/roles/cloudflared/files/cloudflared-run"),
+        "cloudflared_bin": str(STANDIN),
     }
     (out / "overrides.json").write_text(json.dumps(overrides))
     result = _run(str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
@@ -124,8 +123,15 @@ def test_rendered_files_carry_the_settings(rendered: tuple[Path, int]) -> None:
     assert "client_max_body_size 3m" in site and "proxy_read_timeout 75s" in site
     settings = (out / "appliance.toml").read_text()
     assert 'trusted_proxies = ["unix"]' in settings and "login_max_failures = 2" in settings
+    # One socket path (group_vars): the app listens on it, nginx proxies to it.
+    socket_path = out / "run" / "app.sock"
+    assert f'unix_socket = "{socket_path}"' in settings and f"unix:{socket_path}:;" in site
     cloudflared = (out / "supervisor" / "cloudflared.conf").read_text()
     assert "autorestart=unexpected" in cloudflared and "exitcodes=0" in cloudflared
+    # The token's path is written once (group_vars) and reaches both of its readers.
+    token = str(out / "token")
+    command = next(line for line in cloudflared.splitlines() if line.startswith("command="))
+    assert f'tunnel_token_file = "{token}"' in settings and command.endswith(f" {token}")
     assert "btattach -B /dev/ttyS1 -P h4" in (out / "appliance-btattach.service").read_text()
     assert "Storage=volatile" in (out / "journald.conf").read_text()
     assert "d " + str(out / "run") + " 2750 root www-data" in (out / "tmpfiles.conf").read_text()

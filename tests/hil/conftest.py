@@ -1,5 +1,6 @@
-"""The HIL suite's rig: labgrid's environment (``--lg-env tests/hil/rigs/RIG.yaml``) made into one
-``Rig`` for the scenarios, booted and ready; the report's build id, firmware version and measurements.
+"""The HIL suite's rig: labgrid's environment (``--lg-env tests/hil/rigs/RIG.yaml``) walked to
+ready by its ApplianceStrategy and made into one ``Rig`` for the scenarios; the report's build id,
+firmware version and measurements.
 
 `make hil-test` passes ``--lg-env``; without it the scenarios fail (they never skip silently).
 Tests that only one rig can run carry ``@pytest.mark.lg_feature("lab")`` / ``("virtual")``.
@@ -10,20 +11,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
 import pytest
 
-# labgrid's own `env` fixture, over the app tests' `env` in tests/conftest.py that shares its name.
+# labgrid's `target` asks for a fixture named `env`, and tests/conftest.py's app fixture of that
+# name would answer it here: this puts labgrid's own back for tests/hil. (The app fixture should
+# get a name of its own; then this import goes.)
 from labgrid.pytestplugin.fixtures import env  # noqa: F401
 
-from .rig import BeaconSerial, Rig, RigError
+from .rig import SSH_TIMEOUT_S, BeaconSerial, Rig, RigError
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 MEASUREMENTS: Final = ROOT / "build" / "hil-measurements.json"
-# After the login prompt: first boot (admin, SSH key), then supervisor starts nginx and the app.
+# After SSH answers: first boot (admin, SSH key), then supervisor starts nginx and the app.
 READY_S: Final = 300.0
 
 # The scenarios shorten the presence timings (README "Settings") so that leaving and coming back
@@ -33,71 +36,64 @@ SETTINGS_FILE: Final = "/etc/appliance/appliance.toml"
 MARK: Final = "# --- HIL suite settings (removed after the run) ---"
 
 
-def _wait(probe: Any, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-        except (RigError, OSError, httpx.HTTPError) as exc:
-            last, result = exc, None
-        if result:
-            return result
-        time.sleep(1)
-    msg = f"{what}: not within {within:.0f} s (last: {last})"
-    raise RigError(msg)
+@dataclass
+class LabgridRig(Rig):
+    """The Rig with its commands through the strategy (SSHDriver.run, labgrid's public API) and
+    its boots walked by it. (rig.py's own `sh` builds the ssh command line itself.)"""
+
+    strategy: Any = None  # ApplianceStrategy
+
+    def sh(self, command: str, *, check: bool = True, sudo: bool = False,
+           timeout: float = SSH_TIMEOUT_S) -> str:
+        code, stdout, stderr = self.strategy.sh(command, sudo=sudo, timeout=timeout)
+        if check and code != 0:
+            msg = f"{command!r} on the appliance: status {code}\n{stdout}{stderr}"
+            raise RigError(msg)
+        return str(stdout)
 
 
 def wait_ready(rig: Rig, within: float = READY_S) -> dict[str, str]:
-    """supervisor runs the app and nginx, and /health answers through nginx."""
-
-    def ready() -> dict[str, str] | None:
-        programs = rig.supervisor_status()
-        if programs.get("appliance") != "RUNNING" or programs.get("nginx") != "RUNNING":
-            return None
-        response = httpx.get(f"{rig.http_url}/health", timeout=10)
-        return programs if response.status_code == 200 else None
-
-    return dict(_wait(ready, within, "supervisor's appliance and nginx RUNNING, /health through nginx"))
+    """supervisor runs the app and nginx, and /health answers through nginx (the strategy's check)."""
+    assert isinstance(rig, LabgridRig)
+    return dict(rig.strategy.wait_ready(within))
 
 
 @pytest.fixture(scope="session")
 def rig(request: pytest.FixtureRequest, record_testsuite_property: Any) -> Iterator[Rig]:
     if not request.config.getoption("lg_env", None):
         pytest.fail("the HIL scenarios need a rig: make hil-test (RIG=virtual|lab), i.e. "
-                    "pytest tests/hil --lg-env tests/hil/rigs/virtual.yaml")
-    target = request.getfixturevalue("target")
-    lg_env = request.getfixturevalue("env")
-    features = lg_env.get_features() | lg_env.get_target_features()
+                    "python -m pytest tests/hil --lg-env tests/hil/rigs/virtual.yaml")
+    # labgrid's fixture: the target's Strategy, ApplianceStrategy (labgrid_rigs.py, which labgrid
+    # imports from the rig's YAML).
+    strategy = request.getfixturevalue("strategy")
+    target = strategy.target
+    features = target.env.get_features() | target.env.get_target_features()
     started = time.monotonic()
-    if "virtual" in features:
-        radio = target.get_driver("VirtualRadioDriver")  # started before the guest: QEMU connects to it
-        power = target.get_driver("TwinMachineDriver")
-        power.on()
-        beacons = [BeaconSerial(port) for port in radio.serial_ports()]
-    else:
-        power = target.get_driver("PowerProtocol", name="pi-power")
-        power.on()
-        beacons = [BeaconSerial(target.get_resource("USBSerialPort").port)]
-    ssh = target.get_driver("SSHDriver")  # waits (connection_timeout) for sshd after first boot
-    option = lg_env.config.get_option
-    rig = Rig(features=features, ssh=ssh, power=power, target=target, http_url=option("http_url"),
-              admin_user=option("admin_user"), admin_password=option("admin_password"), beacons=beacons)
-    wait_ready(rig)
-    rig.measurements["boot_to_ready_s"] = round(time.monotonic() - started, 1)
+    strategy.transition("ready")
+    boot_to_ready_s = round(time.monotonic() - started, 1)
+    if strategy.radio is not None:  # the virtual rig: the sketch beacons' ptys
+        ports = strategy.radio.serial_ports()
+    else:  # the lab rig: the Nano on USB
+        ports = [target.get_resource("USBSerialPort").port]
+    option = target.env.config.get_option
+    rig = LabgridRig(features=features, ssh=strategy.ssh, power=strategy.power, target=target,
+                     http_url=strategy.http_url, admin_user=option("admin_user"),
+                     admin_password=option("admin_password"),
+                     beacons=[BeaconSerial(port) for port in ports], strategy=strategy)
+    rig.measurements["boot_to_ready_s"] = boot_to_ready_s
 
     release = dict(line.split("=", 1) for line in rig.sh("cat /etc/appliance-release").splitlines()
                    if "=" in line)
     build_id = release.get("BUILD_ID", "?").strip('"')
-    firmware = beacons[0].command("version").removeprefix("ok ") if beacons else "no beacon"
+    firmware = rig.beacons[0].command("version").removeprefix("ok ") if rig.beacons else "no beacon"
     record_testsuite_property("rig", "virtual" if "virtual" in features else "lab")
     record_testsuite_property("image_build_id", build_id)
     record_testsuite_property("firmware_version", firmware)
     rig.measurements.update({"image_build_id": build_id, "firmware_version": firmware})
     yield rig
 
-    if hasattr(power, "boots"):
-        rig.measurements["boot_to_login_s"] = [round(s, 1) for s in power.boots]
+    if hasattr(rig.power, "boots"):
+        rig.measurements["boot_to_login_s"] = [round(s, 1) for s in rig.power.boots]
     for key, value in rig.measurements.items():
         if key not in ("image_build_id", "firmware_version"):
             record_testsuite_property(key, json.dumps(value))

@@ -1,7 +1,15 @@
-"""labgrid resources and drivers of the virtual rig (imported by rigs/virtual.yaml).
+"""labgrid resources, drivers and the strategy of the rigs (imported by rigs/virtual.yaml and
+rigs/lab.yaml).
+
+- ``ApplianceStrategy``: walks a rig ``off → booted → ready`` (labgrid's Strategy): off is the
+  power off; booted is powered on with SSH answering (the virtual rig's radio started first, QEMU
+  connects to it); ready is supervisor running the app and nginx, and /health answering through
+  nginx. Both rigs use it; what differs is in their YAML (the power driver, the radio, the URL).
 
 - ``TwinMachine`` + ``TwinMachineDriver``: the twin image (`make twin`) booted in QEMU (TCG), with
-  only loopback ports forwarded (SSH, HTTP to nginx) and its second serial port, where the guest's
+  only loopback ports forwarded (SSH, HTTP to nginx; QEMU picks free ones at the first boot of a
+  run and the later boots keep them: the driver writes the SSH port into the NetworkService that
+  SSHDriver uses) and its second serial port, where the guest's
   ``btattach -B /dev/ttyS1 -P h4`` attaches its controller, on the radio's unix socket. The driver
   is the rig's PowerProtocol: ``off()`` kills QEMU (a power cut), ``on()`` boots again from the same
   disk, ``cycle()`` does both. The first ``on()`` of a run starts from a fresh copy of the image
@@ -9,15 +17,17 @@
 - ``VirtualRadio`` + ``VirtualRadioDriver``: ``python -m tests.hil.radio`` as a host process, the
   guest's Bluetooth controller and the beacons (the host-built sketch: each one's USB serial is a pty).
 
-The lab rig needs none of this: labgrid's own NetworkService, SSHDriver, USBSerialPort and power
-drivers describe a real Pi and Nano (rigs/lab.yaml).
+The lab rig needs only the strategy: labgrid's own NetworkService, SSHDriver, USBSerialPort and
+power drivers describe a real Pi and Nano (rigs/lab.yaml).
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import select
+import shlex
 import subprocess
 import sys
 import time
@@ -25,20 +35,29 @@ from pathlib import Path
 from typing import Any, Final
 
 import attr
+import httpx
 from labgrid.driver.common import Driver
 from labgrid.factory import target_factory
 from labgrid.protocol import PowerProtocol
 from labgrid.resource.common import Resource
 from labgrid.step import step
+from labgrid.strategy.common import Strategy, StrategyError, never_retry
+
+# The image's tools, a package at the repository root (make hil-test runs `python -m pytest` there).
+from image import qemuboot
 
 ROOT: Final = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "image"))
-import qemuboot  # noqa: E402 - image/qemuboot.py is a standalone tool, found through sys.path
 
 # A TCG boot takes about a minute; a busy 2-core CI machine may need several.
 LOGIN_TIMEOUT_S: Final = 420.0
 RADIO_READY_S: Final = 60.0
 DISK_SIZE: Final = 4 << 30
+# After SSH answers: first boot (admin, SSH key), then supervisor starts nginx and the app.
+READY_S: Final = 300.0
+# Between two looks at a rig that is not ready yet: each look is an SSH command and an HTTP GET.
+READY_POLL_S: Final = 1.0
+# After a reboot from inside: the guest's old sshd may still answer for a moment.
+REBOOT_S: Final = 600.0
 
 
 def _path(value: str) -> Path:
@@ -73,24 +92,38 @@ class TwinMachine(Resource):
 
     image_dir = attr.ib(validator=attr.validators.instance_of(str))
     state_dir = attr.ib(validator=attr.validators.instance_of(str))
-    ssh_port = attr.ib(validator=attr.validators.instance_of(int))
-    http_port = attr.ib(validator=attr.validators.instance_of(int))
     bt_socket = attr.ib(validator=attr.validators.instance_of(str))
     ssh_key = attr.ib(validator=attr.validators.instance_of(str))
     admin_user = attr.ib(validator=attr.validators.instance_of(str))
     admin_password = attr.ib(validator=attr.validators.instance_of(str))
     memory_mb = attr.ib(default=1024, validator=attr.validators.instance_of(int))
+    # Loopback ports forwarded to the guest's SSH and HTTP; 0: QEMU picks free ones.
+    ssh_port = attr.ib(default=0, validator=attr.validators.instance_of(int))
+    http_port = attr.ib(default=0, validator=attr.validators.instance_of(int))
 
 
 @target_factory.reg_driver
 @attr.s(eq=False)
 class TwinMachineDriver(Driver, PowerProtocol):
-    """Power for the twin: on = boot to the login prompt, off = pull the plug (kill QEMU)."""
+    """Power for the twin: on = boot to the login prompt, off = pull the plug (kill QEMU).
 
-    bindings = {"twin": "TwinMachine"}  # noqa: RUF012 - labgrid's declaration style
+    The first boot of a run forwards the ports the TwinMachine names (0: QEMU picks free ones);
+    every later boot forwards the same ones, so SSHDriver's NetworkService (bound here, its port
+    set after the first boot) and the rig's HTTP URL stay right across power cuts and reboots.
+    """
+
+    bindings = {"twin": "TwinMachine", "network": "NetworkService"}  # noqa: RUF012 - labgrid's style
     machine: qemuboot.QemuMachine | None = None
     fresh_done: bool = False
     boots: list[float] = attr.ib(factory=list, init=False)  # seconds to the login prompt, per boot
+    ports: dict[str, int] = attr.ib(factory=dict, init=False)  # ssh, http: as forwarded
+
+    @property
+    def http_url(self) -> str:
+        if "http" not in self.ports:
+            msg = "the twin has not booted yet: its HTTP port is chosen at the first boot"
+            raise RuntimeError(msg)
+        return f"http://127.0.0.1:{self.ports['http']}"
 
     @property
     def work_dir(self) -> Path:
@@ -114,8 +147,9 @@ class TwinMachineDriver(Driver, PowerProtocol):
         return qemuboot.machine_for_image(
             "amd64", image_dir / "disk.img", self.work_dir, fresh=fresh, disk_size=DISK_SIZE,
             boot_extra=[(toml, "appliance.toml")], kernel=image_dir / "vmlinuz",
-            initrd=image_dir / "initrd.img", cpu="max", ssh_port=twin.ssh_port,
-            http_port=twin.http_port, bt_socket=_path(twin.bt_socket), memory_mb=twin.memory_mb,
+            initrd=image_dir / "initrd.img", cpu="max", ssh_port=self.ports.get("ssh", twin.ssh_port),
+            http_port=self.ports.get("http", twin.http_port), bt_socket=_path(twin.bt_socket),
+            memory_mb=twin.memory_mb,
         )
 
     @property
@@ -130,6 +164,9 @@ class TwinMachineDriver(Driver, PowerProtocol):
             return
         self.machine = self._new_machine()
         self.machine.start()
+        assert self.machine.ssh_port and self.machine.http_port  # start() learnt the ports QEMU bound
+        self.ports = {"ssh": self.machine.ssh_port, "http": self.machine.http_port}
+        self.network.port = self.machine.ssh_port
         seconds = self.machine.wait_for_login(LOGIN_TIMEOUT_S)
         self.boots.append(seconds)
         self.logger.info("twin: login prompt %.1f s after QEMU started", seconds)
@@ -234,3 +271,124 @@ class VirtualRadioDriver(Driver):
         """The sketch beacons' USB serial ports (ptys), by beacon id."""
         beacons = sorted(self.ready.get("beacons", []), key=lambda b: b["beacon_id"])
         return [b["serial"] for b in beacons if b["serial"]]
+
+
+class Status(enum.Enum):
+    unknown = 0
+    off = 1
+    booted = 2  # powered on, SSH answers
+    ready = 3  # supervisor runs the app and nginx, /health answers through nginx
+
+
+class NotReady(StrategyError):
+    """The appliance did not get ready in time; the message says what was seen last."""
+
+
+@target_factory.reg_driver
+@attr.s(eq=False)
+class ApplianceStrategy(Strategy):
+    """off → booted → ready, on either rig.
+
+    ``nginx_url`` is the appliance's nginx as the test host reaches it (the lab rig's YAML); left
+    empty, the twin's forwarded HTTP port. Commands go through SSHDriver.run.
+    """
+
+    bindings = {  # noqa: RUF012 - labgrid's declaration style
+        "power": "PowerProtocol",
+        "ssh": "SSHDriver",
+        # The virtual rig's radio, started before the twin: QEMU connects to its socket.
+        "radio": {"VirtualRadioDriver", None},
+    }
+    nginx_url = attr.ib(default="", validator=attr.validators.instance_of(str))
+    status = attr.ib(default=Status.unknown)
+
+    @property
+    def http_url(self) -> str:
+        return self.nginx_url or str(self.power.http_url)
+
+    @never_retry
+    @step(args=["status"])
+    def transition(self, status: Status | str, *, step: Any) -> None:  # step: passed by @step
+        if not isinstance(status, Status):
+            status = Status[status]
+        if status == Status.unknown:
+            msg = f"can not transition to {status}"
+            raise StrategyError(msg)
+        if status == self.status:
+            return
+        if status == Status.off:
+            self.target.deactivate(self.ssh)
+            self.target.activate(self.power)
+            self.power.off()
+        elif status == Status.booted:
+            self.transition(Status.off)
+            if self.radio is not None:
+                self.target.activate(self.radio)
+            self.power.on()
+            self.target.activate(self.ssh)  # waits (connection_timeout) for sshd after first boot
+        elif status == Status.ready:
+            if self.status != Status.booted:
+                self.transition(Status.booted)
+            self.wait_ready(READY_S)
+        self.status = status
+
+    def sh(self, command: str, *, sudo: bool = False, timeout: float = 120.0) -> tuple[int, str, str]:
+        """(exit status, stdout, stderr) of a shell command on the appliance, through SSHDriver.run.
+
+        The admin's account has no password (SSH keys only); first boot lets it sudo without one.
+        """
+        remote = f"sudo -n sh -c {shlex.quote(command)}" if sudo else command
+        stdout, stderr, code = self.ssh.run(remote, timeout=timeout)
+        return code, "".join(line + "\n" for line in stdout), "\n".join(stderr)
+
+    def supervisor_status(self) -> dict[str, str]:
+        _, out, _ = self.sh("supervisorctl status", sudo=True)
+        return {line.split()[0]: line.split()[1] for line in out.splitlines() if len(line.split()) > 1}
+
+    def wait_ready(self, within: float) -> dict[str, str]:
+        """supervisor runs the app and nginx, and /health answers through nginx: the programs."""
+        deadline = time.monotonic() + within
+        last: object = "nothing yet"
+        while time.monotonic() < deadline:
+            try:
+                programs = self.supervisor_status()
+                if programs.get("appliance") == "RUNNING" and programs.get("nginx") == "RUNNING":
+                    response = httpx.get(f"{self.http_url}/health", timeout=10)
+                    if response.status_code == 200:
+                        return programs
+                    last = f"/health: {response.status_code}"
+                else:
+                    last = programs
+            except (OSError, httpx.HTTPError, subprocess.SubprocessError) as exc:
+                last = exc
+            time.sleep(READY_POLL_S)
+        msg = (f"supervisor's appliance and nginx RUNNING, /health through nginx: not within "
+               f"{within:.0f} s (last: {last})")
+        raise NotReady(msg)
+
+    def boot_id(self) -> str:
+        return self.sh("cat /proc/sys/kernel/random/boot_id")[1].strip()
+
+    @never_retry
+    @step()
+    def rebooted(self, old_boot_id: str) -> float:
+        """After a reboot the appliance did itself: SSH back into the new boot, then ready.
+
+        Seconds it took. The SSH master connection of the old boot is gone; a new one is made until
+        it reaches a system whose boot id is not `old_boot_id`.
+        """
+        start = time.monotonic()
+        self.status = Status.unknown
+        while True:
+            self.target.deactivate(self.ssh)
+            try:
+                self.target.activate(self.ssh)
+                if self.boot_id() != old_boot_id:
+                    break
+            except Exception as exc:  # labgrid raises a plain Exception on an SSH timeout
+                if time.monotonic() - start > REBOOT_S:
+                    msg = f"the appliance did not come back within {REBOOT_S:.0f} s: {exc}"
+                    raise NotReady(msg) from exc
+        self.status = Status.booted
+        self.transition(Status.ready)
+        return time.monotonic() - start

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_DIR = ROOT / "image"
-# image/qemuboot.py is a standalone tool (stdlib only), not part of the app package.
-if str(IMAGE_DIR) not in sys.path:
-    sys.path.insert(0, str(IMAGE_DIR))
 
 
 def require_root() -> None:

@@ -12,8 +12,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-import qemuboot
 from image_helpers import IMAGE_DIR, ROOT, require_root, require_tools
+
+from image import disk, qemuboot
 
 pytestmark = pytest.mark.tools
 
@@ -61,7 +62,7 @@ def debugfs_cat(filesystem: Path, path: str) -> str:
                           text=True).stdout
 
 
-def extract_partition(image: Path, partition: qemuboot.Partition, dest: Path) -> Path:
+def extract_partition(image: Path, partition: disk.Partition, dest: Path) -> Path:
     """One partition of a disk image as a file of its own (debugfs reads ext4 from a file)."""
     subprocess.run(["dd", f"if={image}", f"of={dest}", "bs=1M", f"skip={partition.start >> 20}",
                     f"count={partition.size >> 20}", "conv=sparse", "status=none"], check=True)
@@ -75,12 +76,12 @@ def test_mkimage_makes_a_fat_boot_and_ext4_root_partition_by_label(tmp_path: Pat
     kernel_dir = tmp_path / "kernel"
     # A new version assembled from the same root file system (a commit that left the app alone).
     env = {**os.environ, "IMAGE_BOOT_MB": "64", "IMAGE_ROOT_FREE_MB": "16", "IMAGE_VERSION": "v2",
-           "IMAGE_BUILD_ID": "v2-assembled"}
+           "IMAGE_BUILD_ID": "v2-assembled", "IMAGE_TARGET": "pi", "IMAGE_BASE_NAME": "debian-trixie"}
 
     subprocess.run([str(IMAGE_DIR / "mkimage.sh"), str(make_rootfs_tarball(tmp_path)), str(output),
                     str(kernel_dir)], check=True, env=env)
 
-    boot, root = qemuboot.partitions(output)
+    boot, root = disk.partitions(output)
     assert (boot.type_id, boot.start, boot.size) == (0x0C, 4 << 20, 64 << 20)
     assert root.type_id == 0x83
     assert root.start == boot.start + boot.size
@@ -91,8 +92,14 @@ def test_mkimage_makes_a_fat_boot_and_ext4_root_partition_by_label(tmp_path: Pat
     root_part = extract_partition(output, root, tmp_path / "root.part")
     assert debugfs_ls(root_part, "/boot/firmware") == {".", ".."}
     assert debugfs_ls(root_part, "/etc") >= {"hostname"}
+    # The stamp is written here, once (the tarball's stale v1 stamp is replaced, not patched), and
+    # a copy lies beside the image for os-list.json.
     release = debugfs_cat(root_part, "/etc/appliance-release")
-    assert release == 'VERSION="v2"\nBUILD_ID="v2-assembled"\nTARGET="pi"\n'
+    fields = dict(line.split("=", 1) for line in release.splitlines())
+    assert {key: fields[key] for key in ("VERSION", "BUILD_ID", "TARGET", "BASE")} == {
+        "VERSION": '"v2"', "BUILD_ID": '"v2-assembled"', "TARGET": '"pi"', "BASE": '"debian-trixie"'}
+    assert re.fullmatch(r'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"', fields["BUILD_DATE"])
+    assert output.with_name(output.name + ".release").read_text() == release
     # The newest kernel and its initrd, for QEMU's direct boot.
     assert (kernel_dir / "vmlinuz").read_text() == "kernel\n"
     assert (kernel_dir / "initrd.img").read_text() == "initrd\n"
@@ -103,7 +110,7 @@ def test_mkimage_makes_a_fat_boot_and_ext4_root_partition_by_label(tmp_path: Pat
 def test_customize_image_keeps_the_bases_partitions_and_boot_files(tmp_path: Path) -> None:
     """BASE_IMAGE path on a small image, playbook skipped: table, labels and boot files stay."""
     require_root()
-    require_tools("mkfs.vfat", "mcopy", "mkfs.ext4", "sfdisk", "debugfs", "blkid", "losetup", "partx",
+    require_tools("mkfs.vfat", "mcopy", "mkfs.ext4", "sfdisk", "debugfs", "blkid", "losetup",
                   "resize2fs", "xz")
     base = tmp_path / "base.img"
     small = {"IMAGE_BOOT_MB": "64", "IMAGE_ROOT_FREE_MB": "16"}
@@ -117,7 +124,7 @@ def test_customize_image_keeps_the_bases_partitions_and_boot_files(tmp_path: Pat
            "IMAGE_VERSION": "v1", "IMAGE_BUILD_ID": "v1-test"}
     subprocess.run([str(IMAGE_DIR / "customize-image.sh"), f"{base}.xz", str(output)], check=True, env=env)
 
-    (base_boot, base_root), (boot, root) = qemuboot.partitions(base), qemuboot.partitions(output)
+    (base_boot, base_root), (boot, root) = disk.partitions(base), disk.partitions(output)
     assert boot == base_boot
     assert (root.start, root.type_id) == (base_root.start, base_root.type_id)
     assert output.stat().st_size == root.start + root.size
@@ -156,6 +163,21 @@ def test_twin_command_line_has_bluetooth_on_the_second_serial_port(tmp_path: Pat
     # The console is the first serial port (ttyS0), the controller the second (ttyS1).
     assert cmd.index("-serial chardev:con") < cmd.index(f"socket,id=bt,path={tmp_path}/bt.sock,server=off")
     assert cmd.index("-serial chardev:con") < cmd.index("-serial chardev:bt")
+
+
+def test_qemu_forwards_learn_the_ports_qemu_picked() -> None:
+    usernet = """Hub -1 (net):
+  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ
+  TCP[HOST_FORWARD]   8       127.0.0.1 42533       10.0.2.15    22     0     0
+  TCP[HOST_FORWARD]   3       127.0.0.1 41555       10.0.2.15    80     0     0
+  UDP[236 sec]       44        10.0.2.15   68   255.255.255.255    67     0     0
+"""
+    assert qemuboot.forwarded_ports(usernet) == {22: 42533, 80: 41555}
+    machine = qemuboot.QemuMachine(arch="amd64", disk=Path("d"), kernel=Path("k"), initrd=Path("i"),
+                                   append="", state=Path("s"), ssh_port=0, http_port=None)
+    # Port 0 is asked for (QEMU binds a free one), None is no forward at all.
+    assert ",hostfwd=tcp:127.0.0.1:0-:22" in " ".join(machine.command())
+    assert "-:80" not in " ".join(machine.command())
 
 
 def make_flashable(tmp_path: Path) -> tuple[Path, bytes]:
