@@ -323,6 +323,28 @@ class AdvertisementLog:
         assert self.since(start, address) == []
 
 
+class Browser:
+    """A browser's Socket.IO client that records the events it receives, in order."""
+
+    EVENTS = ("image2v", "temphum2v", "status2v", "devices2v", "presence2v", "printer2v")
+
+    def __init__(self) -> None:
+        import socketio
+
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+        for event in self.EVENTS:
+            self.client.on(event, self._recorder(event))
+
+    def _recorder(self, event: str) -> Callable[[Any], Awaitable[None]]:
+        async def record(data: Any) -> None:
+            self.events.append((event, data))
+        return record
+
+    def of(self, event: str) -> list[Any]:
+        return [data for name, data in self.events if name == event]
+
+
 def lost_recorder() -> tuple[list[str], Callable[[str], None], asyncio.Event]:
     """An on_lost callback for Radio.connect that records calls and sets an event."""
     calls: list[str] = []

@@ -22,8 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-import socketio
-from helpers import FakeClock, add_user, make_settings, running_server, wait_for
+from helpers import Browser, FakeClock, add_user, make_settings, running_server, wait_for
 
 from appliance.app import create_app
 from appliance.clock import SystemClock
@@ -99,22 +98,6 @@ async def start_env(tmp_path: Path, *, code: str = CODE, developer_mode: bool = 
 async def penv(tmp_path: Path) -> AsyncIterator[PrinterEnv]:
     async with start_env(tmp_path) as env:
         yield env
-
-
-class Browser:
-    def __init__(self) -> None:
-        self.client = socketio.AsyncClient(reconnection=False)
-        self.events: list[tuple[str, Any]] = []
-        for event in ("image2v", "status2v", "printer2v"):
-            self.client.on(event, self._recorder(event))
-
-    def _recorder(self, event: str) -> Any:
-        async def record(data: Any) -> None:
-            self.events.append((event, data))
-        return record
-
-    def of(self, event: str) -> list[Any]:
-        return [data for name, data in self.events if name == event]
 
 
 async def connect_browser(env: PrinterEnv) -> Browser:

@@ -10,27 +10,9 @@ import httpx
 import pytest
 import socketio
 from conftest import B1, Env
-from helpers import add_token, make_jpeg_like, make_png, wait_for
+from helpers import Browser, add_token, make_jpeg_like, make_png, wait_for
 
 from appliance.store.db import Database
-
-
-class Browser:
-    """A logged-in browser's Socket.IO client that records what it receives."""
-
-    def __init__(self) -> None:
-        self.client = socketio.AsyncClient(reconnection=False)
-        self.events: list[tuple[str, Any]] = []
-        for event in ("image2v", "temphum2v", "status2v", "devices2v", "presence2v"):
-            self.client.on(event, self._recorder(event))
-
-    def _recorder(self, event: str) -> Any:
-        async def record(data: Any) -> None:
-            self.events.append((event, data))
-        return record
-
-    def of(self, event: str) -> list[Any]:
-        return [data for name, data in self.events if name == event]
 
 
 async def connect_browser(env: Env, origin: str | None = None) -> Browser:
