@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from urllib.parse import urlsplit
+
 from quart import Blueprint, Response, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import AuthUser, login_user, logout_user
@@ -10,11 +13,13 @@ from werkzeug.datastructures import MultiDict
 
 from appliance import schema
 from appliance.auth.accounts import User, authenticate, session_id
+from appliance.auth.throttle import client_key
 from appliance.web.context import services
 from appliance.web.errors import json_error
 from appliance.web.guard import current_account, public
 from appliance.web.openapi import document_errors
 
+_LOGGER = logging.getLogger(__name__)
 blueprint = Blueprint("auth", __name__)
 
 
@@ -25,27 +30,37 @@ class LoginFailed(Exception):
 
 
 async def _authenticate(username: str, password: str) -> User:
-    """Check credentials with throttling per client address and per user name."""
+    """Check credentials with throttling per client (IPv6: its /64) and per user name.
+
+    The attempt is counted before the password is hashed, so concurrent guesses cannot all get
+    in while the first check runs (auth/throttle.py has the rules).
+    """
     ctx = services()
-    keys = [f"client:{request.remote_addr}", f"user:{username.lower()}"]
     now = ctx.clock.monotonic()
-    wait = ctx.throttle.retry_after(keys, now)
-    if wait:
-        msg = f"too many failed logins; try again in {wait} s"
-        raise LoginFailed(429, "too_many_attempts", msg, wait)
+    attempt = ctx.throttle.begin(client_key(request.remote_addr), f"user:{username.lower()}", now)
+    if isinstance(attempt, int):
+        msg = f"too many failed logins; try again in {attempt} s"
+        raise LoginFailed(429, "too_many_attempts", msg, attempt)
     user = await authenticate(ctx.db, username, password)
     if user is None:
-        ctx.throttle.failed(keys, now)
+        _LOGGER.info("Failed login for %r from %s", username[:64], request.remote_addr)
         raise LoginFailed(401, "bad_credentials", "wrong user name or password")
-    ctx.throttle.succeeded(keys[1:])
+    ctx.throttle.succeeded(attempt)
     login_user(AuthUser(session_id(user)))
     return user
 
 
 def _safe_next(target: str | None) -> str:
-    """Only redirect to our own paths after login (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """Only redirect to our own paths after login (no open redirect).
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so ``/<TAB>/evil``
+    means ``//evil``: any control character, space or backslash makes the target untrusted.
+    """
+    if (target and target.startswith("/") and not target.startswith("//")
+            and not any(ch <= " " or ch == "\x7f" or ch == "\\" for ch in target)):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("pages.index")
 
 
