@@ -95,7 +95,7 @@ def create_app(
         QUART_AUTH_COOKIE_SAMESITE="Lax",
         QUART_AUTH_COOKIE_HTTP_ONLY=True,
         QUART_AUTH_COOKIE_NAME="appliance_session",
-        QUART_AUTH_DURATION=30 * 24 * 3600,
+        QUART_AUTH_DURATION=int(accounts.SESSION_MAX_AGE.total_seconds()),
         MAX_CONTENT_LENGTH=settings.image_max_bytes + 64 * 1024,
     )
     auth = _Auth(app)

@@ -461,3 +461,20 @@ def test_api_time_is_the_references_format_whatever_the_zone() -> None:
     assert reading.model_dump()["timestamp"] == "2026-11-22T12:00:00.123Z"
     with pytest.raises(ValidationError):  # a time without a zone is a bug, not a UTC time
         schema.TempHumOut(temperature=20, humidity=40, timestamp=datetime(2026, 11, 22))  # noqa: DTZ001
+
+
+async def test_logout_ends_the_session_on_the_server(logged_in: Env) -> None:
+    old_cookie = logged_in.cookie
+    assert (await logged_in.client.delete(f"{logged_in.base}/api/session")).status_code == 200
+    replay = await logged_in.client.get(f"{logged_in.base}/api/session",
+                                        headers={"Cookie": old_cookie})
+    assert replay.status_code == 401 and replay.json()["error"] == "unauthorized"
+
+
+@pytest.mark.parametrize("env", [{"session_idle_timeout_s": 600}], indirect=True)
+async def test_an_idle_session_ends_and_a_used_one_does_not(logged_in: Env) -> None:
+    for _ in range(3):  # used every 9 minutes, for 27 minutes
+        logged_in.clock.advance(9 * 60)
+        assert (await logged_in.client.get(f"{logged_in.base}/api/session")).status_code == 200
+    logged_in.clock.advance(601)
+    assert (await logged_in.client.get(f"{logged_in.base}/api/session")).status_code == 401

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -142,16 +142,40 @@ async def test_token_lifecycle_stores_no_plain_token(tmp_path: Path) -> None:
     await db.close()
 
 
-async def test_password_change_invalidates_existing_sessions(tmp_path: Path) -> None:
+async def test_password_change_and_deletion_end_existing_sessions(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "a.db")
+    idle = timedelta(hours=1)
     user = await accounts.add_user(db, "alice", "first password", now=NOW)
-    sid = accounts.session_id(user)
-    assert await accounts.user_for_session(db, sid) == user
+    phone, laptop = [await accounts.start_session(db, user, now=NOW) for _ in range(2)]
+    assert await accounts.user_for_session(db, phone, now=NOW, idle=idle) == user
+    await accounts.end_session(db, phone)  # logout ends only that session
+    assert await accounts.user_for_session(db, phone, now=NOW, idle=idle) is None
+    assert await accounts.user_for_session(db, laptop, now=NOW, idle=idle) == user
     await accounts.set_password(db, "alice", "second password")
-    assert await accounts.user_for_session(db, sid) is None
-    assert await accounts.user_for_session(db, "garbage") is None
+    assert await accounts.user_for_session(db, laptop, now=NOW, idle=idle) is None
+    later = await accounts.start_session(db, user, now=NOW)
+    await accounts.delete_user(db, "alice")
+    assert await accounts.user_for_session(db, later, now=NOW, idle=idle) is None
+    assert await accounts.user_for_session(db, "garbage", now=NOW, idle=idle) is None
     with pytest.raises(PolicyError, match="1-64 letters"):
         await accounts.add_user(db, "bad name!", "some password", now=NOW)
+    await db.close()
+
+
+async def test_sessions_end_when_idle_and_at_their_maximum_age(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "a.db")
+    idle = timedelta(hours=12)
+    user = await accounts.add_user(db, "alice", "first password", now=NOW)
+    sid = await accounts.start_session(db, user, now=NOW)
+    moment = NOW
+    while moment - NOW < accounts.SESSION_MAX_AGE - idle:  # used twice a day: stays alive
+        moment += timedelta(hours=11)
+        assert await accounts.user_for_session(db, sid, now=moment, idle=idle) == user
+    moment += timedelta(hours=11)  # past 30 days since login, however busy
+    assert await accounts.user_for_session(db, sid, now=moment, idle=idle) is None
+    idler = await accounts.start_session(db, user, now=NOW)
+    gone = NOW + idle + timedelta(seconds=1)
+    assert await accounts.user_for_session(db, idler, now=gone, idle=idle) is None
     await db.close()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,10 +86,13 @@ async def migrate_to(conn: aiosqlite.Connection, target: int) -> None:
 async def integrity_check(conn: aiosqlite.Connection) -> list[str]:
     """PRAGMA integrity_check and foreign_key_check; an empty list means healthy."""
     problems: list[str] = []
-    async with conn.execute("PRAGMA integrity_check") as cur:
-        problems += [str(row[0]) for row in await cur.fetchall() if row[0] != "ok"]
-    async with conn.execute("PRAGMA foreign_key_check") as cur:
-        problems += [f"foreign key: {tuple(row)}" for row in await cur.fetchall()]
+    try:
+        async with conn.execute("PRAGMA integrity_check") as cur:
+            problems += [str(row[0]) for row in await cur.fetchall() if row[0] != "ok"]
+        async with conn.execute("PRAGMA foreign_key_check") as cur:
+            problems += [f"foreign key: {tuple(row)}" for row in await cur.fetchall()]
+    except sqlite3.DatabaseError as exc:  # damage bad enough that the check itself cannot read
+        problems.append(f"{exc}; restore a backup")
     return problems
 
 

@@ -7,12 +7,12 @@ from urllib.parse import urlsplit
 
 from quart import Blueprint, Response, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
-from quart_auth import AuthUser, login_user, logout_user
+from quart_auth import AuthUser, current_user, login_user, logout_user
 from quart_schema import hide, validate_request, validate_response
 from werkzeug.datastructures import MultiDict
 
 from appliance import schema
-from appliance.auth.accounts import User, authenticate, session_id
+from appliance.auth.accounts import User, authenticate, end_session, start_session
 from appliance.auth.throttle import client_key
 from appliance.web.context import services
 from appliance.web.errors import json_error
@@ -46,7 +46,7 @@ async def _authenticate(username: str, password: str) -> User:
         _LOGGER.info("Failed login for %r from %s", username[:64], request.remote_addr)
         raise LoginFailed(401, "bad_credentials", "wrong user name or password")
     ctx.throttle.succeeded(attempt)
-    login_user(AuthUser(session_id(user)))
+    login_user(AuthUser(await start_session(ctx.db, user, now=ctx.clock.wall())))
     return user
 
 
@@ -92,6 +92,7 @@ async def login_form() -> ResponseReturnValue:
 @blueprint.post("/logout")
 @hide
 async def logout_form() -> ResponseReturnValue:
+    await end_session(services().db, current_user.auth_id)
     logout_user()
     return redirect(url_for("auth.login_page"))
 
@@ -124,5 +125,7 @@ async def session_info() -> schema.SessionInfo:
 @document_errors(401)
 @validate_response(schema.Done)
 async def session_logout() -> schema.Done:
+    """Log out: this session ends on the server too (the old cookie stops working)."""
+    await end_session(services().db, current_user.auth_id)
     logout_user()
     return schema.Done(message="logged out")
