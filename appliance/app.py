@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 import socketio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -47,6 +48,10 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
+
+
+# Only these may be cached: the same for everyone, and none of them secret.
+CACHEABLE_PREFIXES: Final = ("/static/", "/health")
 
 
 class _Auth(QuartAuth):
@@ -113,6 +118,10 @@ def create_app(
     async def security_headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if not request.path.startswith(CACHEABLE_PREFIXES):
+            # Pages and answers carry users, tokens and presence: no cache (browser or proxy)
+            # keeps them for the next person at this machine.
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     @app.before_serving

@@ -478,3 +478,18 @@ async def test_an_idle_session_ends_and_a_used_one_does_not(logged_in: Env) -> N
         assert (await logged_in.client.get(f"{logged_in.base}/api/session")).status_code == 200
     logged_in.clock.advance(601)
     assert (await logged_in.client.get(f"{logged_in.base}/api/session")).status_code == 401
+
+
+async def test_private_answers_are_not_cached_and_every_405_says_allow(logged_in: Env) -> None:
+    base = logged_in.base
+    for path in ("/api/tokens", "/api/users", "/devices", "/api/session"):
+        response = await logged_in.client.get(f"{base}{path}")
+        assert response.status_code == 200 and response.headers["cache-control"] == "no-store", path
+    for path in ("/", "/settings", "/docs"):
+        page = await logged_in.client.get(f"{base}{path}", headers={"Accept": "text/html"})
+        assert page.status_code == 200 and page.headers["cache-control"] == "no-store", path
+    refused = await logged_in.client.patch(f"{base}/api/session")
+    assert refused.status_code == 405 and refused.json()["error"] == "method_not_allowed"
+    assert {m.strip() for m in refused.headers["allow"].split(",")} >= {"GET", "POST", "DELETE"}
+    health = await logged_in.client.put(f"{base}/health")
+    assert health.status_code == 405 and "GET" in health.headers["allow"]

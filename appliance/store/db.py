@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ _LOGGER = logging.getLogger(__name__)
 
 # A writer waits this long for another connection's lock (the CLI while the app runs).
 BUSY_TIMEOUT_MS: Final = 5000
+DB_FILE_MODE: Final = 0o600
+DB_EXTRA_SUFFIXES: Final = ("-wal", "-shm")
 
 
 def to_db_time(moment: datetime) -> str:
@@ -35,7 +38,10 @@ def from_db_time(text: str) -> datetime:
 async def connect(path: Path, *, migrate: bool = True) -> aiosqlite.Connection:
     """Open (creating if needed) the database and bring its schema up to date."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # aiosqlite logs every statement with its parameters at DEBUG: password hashes, token hashes.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     try:
+        _private(path)
         conn = await aiosqlite.connect(path, isolation_level=None)
     except Exception as exc:
         msg = f"cannot open database {path}: {exc}; check the data dir's permissions"
@@ -50,10 +56,20 @@ async def connect(path: Path, *, migrate: bool = True) -> aiosqlite.Connection:
         await conn.execute("PRAGMA foreign_keys = ON")
         if migrate:
             await migrate_to(conn, LATEST)
+        for extra in DB_EXTRA_SUFFIXES:  # SQLite gives them the file's mode; older ones: 0644
+            _private(path.with_name(path.name + extra), create=False)
     except BaseException:
         await conn.close()
         raise
     return conn
+
+
+def _private(path: Path, *, create: bool = True) -> None:
+    """The file readable by its owner only (like the session key): it holds password hashes."""
+    if create and not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, DB_FILE_MODE))
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(path, DB_FILE_MODE)
 
 
 async def schema_version(conn: aiosqlite.Connection) -> int:
