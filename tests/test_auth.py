@@ -234,3 +234,13 @@ def test_one_name_rule_for_users_tokens_and_the_first_boot_admin() -> None:
     _good, errors = firstboot.validate({"admin_user": "Alice"})
     assert "lower-case" in errors["admin_user"]
     assert firstboot.validate({"admin_user": "alice"}) == ({"admin_user": "alice"}, {})
+
+
+async def test_sessions_ended_by_age_are_deleted_at_the_next_login(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "a.db")
+    user = await accounts.add_user(db, "alice", "first password", now=NOW)
+    await accounts.start_session(db, user, now=NOW)
+    await accounts.start_session(db, user, now=NOW + accounts.SESSION_MAX_AGE + timedelta(days=1))
+    row = await db.fetch_one("SELECT COUNT(*) FROM sessions")
+    assert row is not None and row[0] == 1
+    await db.close()

@@ -37,6 +37,9 @@ class AccountError(ApplianceError):
 async def start_session(db: Database, user: User, *, now: datetime) -> str:
     """A new login session; the id goes into the signed cookie, only its hash is stored."""
     auth_id = secrets.token_urlsafe(32)
+    # Sessions that ended by age go now (logins are rare), so the table does not grow.
+    await session_store.delete_older(db, used_before=now - SESSION_MAX_AGE,
+                                     created_before=now - SESSION_MAX_AGE)
     await session_store.add(db, token_hash(auth_id), user.id, now)
     return auth_id
 
