@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 import socketio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -51,6 +52,10 @@ SECURITY_HEADERS = {
 }
 
 
+# Only these may be cached: the same for everyone, and none of them secret.
+CACHEABLE_PREFIXES: Final = ("/static/", "/health")
+
+
 class _Auth(QuartAuth):
     """quart-auth with a Secure cookie exactly when the request came over https."""
 
@@ -97,7 +102,7 @@ def create_app(
         QUART_AUTH_COOKIE_SAMESITE="Lax",
         QUART_AUTH_COOKIE_HTTP_ONLY=True,
         QUART_AUTH_COOKIE_NAME="appliance_session",
-        QUART_AUTH_DURATION=30 * 24 * 3600,
+        QUART_AUTH_DURATION=int(accounts.SESSION_MAX_AGE.total_seconds()),
         MAX_CONTENT_LENGTH=settings.image_max_bytes + 64 * 1024,
     )
     auth = _Auth(app)
@@ -116,6 +121,10 @@ def create_app(
     async def security_headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if not request.path.startswith(CACHEABLE_PREFIXES):
+            # Pages and answers carry users, tokens and presence: no cache (browser or proxy)
+            # keeps them for the next person at this machine.
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     @app.before_serving

@@ -64,6 +64,8 @@ class Settings:
     public_origins: tuple[str, ...] = ()
     login_max_failures: int = 5
     login_failure_window_s: int = 300
+    # A login session unused this long ends (the cookie itself lasts 30 days at most).
+    session_idle_timeout_s: int = 7 * 24 * 3600
     image_max_bytes: int = 2 * 1024 * 1024
     readings_retention_days: int = 365
     status_retention_days: int = 30
@@ -209,6 +211,7 @@ _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "public_origins": _parse_origins,
     "login_max_failures": _parse_int(1, 1000),
     "login_failure_window_s": _parse_int(1, 24 * 3600),
+    "session_idle_timeout_s": _parse_int(300, 30 * 24 * 3600),
     "image_max_bytes": _parse_int(1024, 64 * 1024 * 1024),
     "readings_retention_days": _parse_int(1, 36500),
     "status_retention_days": _parse_int(1, 36500),

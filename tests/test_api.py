@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -87,17 +88,52 @@ async def test_repeated_failures_are_throttled_with_retry_after(env: Env) -> Non
     assert (await env.login()).status_code == 200
 
 
+async def _login_from(env: Env, client: str, password: str) -> httpx.Response:
+    return await env.client.post(
+        f"{env.base}/api/session", json={"username": "alice", "password": password},
+        headers={"X-Forwarded-For": client})
+
+
 @pytest.mark.parametrize("env", [{"login_max_failures": 2}], indirect=True)
-async def test_failures_for_one_user_are_throttled_across_clients(env: Env) -> None:
-    for forwarded in ("198.51.100.1", "198.51.100.2"):
+async def test_failures_for_one_user_do_not_lock_the_owner_out(env: Env) -> None:
+    for client in ("198.51.100.1", "198.51.100.2"):
+        assert (await _login_from(env, client, "nope nope")).status_code == 401
+    # A client that has failed waits; the owner from a client with no failures gets in.
+    assert (await _login_from(env, "198.51.100.1", "nope nope")).status_code == 429
+    assert (await _login_from(env, "198.51.100.2", PASSWORD)).status_code == 429
+    assert (await _login_from(env, "198.51.100.3", PASSWORD)).status_code == 200
+
+
+@pytest.mark.parametrize("env", [{"login_max_failures": 5}], indirect=True)
+async def test_concurrent_guesses_are_throttled_before_the_password_check(env: Env) -> None:
+    answers = await asyncio.gather(*(env.login(password=f"wrong guess {n}") for n in range(30)))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [401] * 5 + [429] * 25
+
+
+@pytest.mark.parametrize("env", [{"login_max_failures": 3}], indirect=True)
+async def test_ipv6_addresses_of_one_64_are_one_client(env: Env) -> None:
+    async def guess(n: int) -> int:  # a fresh address and a fresh name each time
         response = await env.client.post(
-            f"{env.base}/api/session", json={"username": "alice", "password": "nope nope"},
-            headers={"X-Forwarded-For": forwarded})
-        assert response.status_code == 401
-    response = await env.client.post(
-        f"{env.base}/api/session", json={"username": "alice", "password": PASSWORD},
-        headers={"X-Forwarded-For": "198.51.100.3"})
-    assert response.status_code == 429
+            f"{env.base}/api/session", json={"username": f"nobody{n}", "password": "nope nope"},
+            headers={"X-Forwarded-For": f"2001:db8:7:7::{n + 1}"})
+        return response.status_code
+
+    assert [await guess(n) for n in range(4)] == [401, 401, 401, 429]
+
+
+async def test_login_redirects_only_to_same_origin_paths(env: Env) -> None:
+    async def next_of(target: str) -> str:
+        env.client.cookies.clear()
+        response = await env.client.post(f"{env.base}/login", data={
+            "username": "alice", "password": PASSWORD, "next": target})
+        assert response.status_code == 302, response.text
+        return str(response.headers["location"])
+
+    for hostile in ("/\t/evil.example", "/\n/evil.example", "//evil.example", "/\\evil.example",
+                    "https://evil.example/", "/ /evil.example", "/\x7f/evil.example", "\t//evil"):
+        assert await next_of(hostile) == "/", hostile
+    assert await next_of("/settings?tab=users") == "/settings?tab=users"
 
 
 async def test_html_login_form_redirects_back_and_pages_need_login(env: Env) -> None:
@@ -425,3 +461,35 @@ def test_api_time_is_the_references_format_whatever_the_zone() -> None:
     assert reading.model_dump()["timestamp"] == "2026-11-22T12:00:00.123Z"
     with pytest.raises(ValidationError):  # a time without a zone is a bug, not a UTC time
         schema.TempHumOut(temperature=20, humidity=40, timestamp=datetime(2026, 11, 22))  # noqa: DTZ001
+
+
+async def test_logout_ends_the_session_on_the_server(logged_in: Env) -> None:
+    old_cookie = logged_in.cookie
+    assert (await logged_in.client.delete(f"{logged_in.base}/api/session")).status_code == 200
+    replay = await logged_in.client.get(f"{logged_in.base}/api/session",
+                                        headers={"Cookie": old_cookie})
+    assert replay.status_code == 401 and replay.json()["error"] == "unauthorized"
+
+
+@pytest.mark.parametrize("env", [{"session_idle_timeout_s": 600}], indirect=True)
+async def test_an_idle_session_ends_and_a_used_one_does_not(logged_in: Env) -> None:
+    for _ in range(3):  # used every 9 minutes, for 27 minutes
+        logged_in.clock.advance(9 * 60)
+        assert (await logged_in.client.get(f"{logged_in.base}/api/session")).status_code == 200
+    logged_in.clock.advance(601)
+    assert (await logged_in.client.get(f"{logged_in.base}/api/session")).status_code == 401
+
+
+async def test_private_answers_are_not_cached_and_every_405_says_allow(logged_in: Env) -> None:
+    base = logged_in.base
+    for path in ("/api/tokens", "/api/users", "/devices", "/api/session"):
+        response = await logged_in.client.get(f"{base}{path}")
+        assert response.status_code == 200 and response.headers["cache-control"] == "no-store", path
+    for path in ("/", "/settings", "/docs"):
+        page = await logged_in.client.get(f"{base}{path}", headers={"Accept": "text/html"})
+        assert page.status_code == 200 and page.headers["cache-control"] == "no-store", path
+    refused = await logged_in.client.patch(f"{base}/api/session")
+    assert refused.status_code == 405 and refused.json()["error"] == "method_not_allowed"
+    assert {m.strip() for m in refused.headers["allow"].split(",")} >= {"GET", "POST", "DELETE"}
+    health = await logged_in.client.put(f"{base}/health")
+    assert health.status_code == 405 and "GET" in health.headers["allow"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,7 +17,13 @@ from appliance.app import create_app
 from appliance.auth import accounts, secret_key
 from appliance.auth.passwords import hash_password, verify_password
 from appliance.auth.policy import PolicyError, check_name, check_password
-from appliance.auth.throttle import LoginThrottle
+from appliance.auth.throttle import (
+    MAX_KEYS,
+    USER_CEILING_FACTOR,
+    USER_CEILING_WINDOW_FACTOR,
+    LoginThrottle,
+    client_key,
+)
 from appliance.auth.tokens import bearer_token, new_token, token_hash
 from appliance.errors import ConfigError
 from appliance.schema import NewToken, NewUser
@@ -41,18 +47,75 @@ async def test_passwords_are_hashed_with_scrypt_and_verified() -> None:
         await hash_password("short")
 
 
+def _fail(throttle: LoginThrottle, client: str, user: str, now: float) -> None:
+    assert not isinstance(throttle.begin(client, user, now), int)
+
+
 def test_throttle_counts_failures_in_a_sliding_window() -> None:
     throttle = LoginThrottle(max_failures=3, window_s=60)
-    keys = ["client:1.2.3.4", "user:alice"]
     for t in (0, 10, 20):
-        assert throttle.retry_after(keys, t) == 0
-        throttle.failed(keys, t)
-    assert throttle.retry_after(keys, 21) == 39
-    assert throttle.retry_after(["user:alice"], 21) == 39
-    assert throttle.retry_after(["user:bob"], 21) == 0
-    assert throttle.retry_after(keys, 60.5) == 0  # the first failure left the window
-    throttle.succeeded(["user:alice"])
-    assert throttle.retry_after(["user:alice"], 30) == 0
+        assert throttle.retry_after("client:1.2.3.4", "user:alice", t) == 0
+        _fail(throttle, "client:1.2.3.4", "user:alice", t)
+    assert throttle.retry_after("client:1.2.3.4", "user:alice", 21) == 39
+    assert throttle.retry_after("client:1.2.3.4", "user:bob", 21) == 39  # the client is locked
+    assert throttle.begin("client:1.2.3.4", "user:alice", 21) == 39  # and nothing is counted
+    assert throttle.retry_after("client:1.2.3.4", "user:alice", 60.5) == 0  # first one left
+
+
+def test_throttle_counts_an_attempt_before_its_password_is_checked() -> None:
+    throttle = LoginThrottle(max_failures=3, window_s=60)
+    # Three checks in flight (none finished): the fourth must wait, not join them.
+    attempts = [throttle.begin("client:1.2.3.4", "user:alice", 0) for _ in range(3)]
+    assert throttle.begin("client:1.2.3.4", "user:alice", 0) == 60
+    for attempt in attempts:  # the right password after all: none of them counts
+        assert not isinstance(attempt, int)
+        throttle.succeeded(attempt)
+    assert throttle.retry_after("client:1.2.3.4", "user:alice", 0) == 0
+
+
+def test_a_locked_user_still_lets_a_client_without_failures_try() -> None:
+    throttle = LoginThrottle(max_failures=3, window_s=60)
+    for t in (0, 1, 2):
+        _fail(throttle, "client:198.51.100.1", "user:alice", t)
+    assert throttle.retry_after("client:198.51.100.1", "user:alice", 3) == 57
+    # The owner from elsewhere: no failures of its own, so it may try (and log in).
+    owner = throttle.begin("client:203.0.113.9", "user:alice", 3)
+    assert not isinstance(owner, int)
+    throttle.succeeded(owner)
+    assert throttle.retry_after("client:203.0.113.9", "user:alice", 4) == 0
+    # A second attacker client that failed once for anyone is held back while alice is locked.
+    for t in (5, 6, 7):
+        _fail(throttle, "client:198.51.100.2", "user:alice", t)
+    _fail(throttle, "client:198.51.100.3", "user:bob", 8)
+    assert throttle.retry_after("client:198.51.100.3", "user:alice", 9) == 56
+
+
+def test_guesses_from_many_clients_hit_the_per_user_ceiling() -> None:
+    throttle = LoginThrottle(max_failures=2, window_s=60)
+    ceiling = 2 * USER_CEILING_FACTOR
+    for n in range(ceiling):  # each from a fresh client: allowed by the soft per-user limit
+        _fail(throttle, f"client:10.0.{n // 250}.{n % 250}", "user:alice", n)
+    wait = throttle.retry_after("client:192.0.2.1", "user:alice", ceiling)
+    assert wait == 60 * USER_CEILING_WINDOW_FACTOR - ceiling  # the first one leaves at 720 s
+
+
+def test_throttle_never_forgets_a_locked_key_under_a_spray() -> None:
+    throttle = LoginThrottle(max_failures=3, window_s=300)
+    for t in (0, 1, 2):
+        _fail(throttle, "client:198.51.100.1", "user:alice", t)
+    for n in range(MAX_KEYS + 10):  # fresh names and addresses, as a spray would send
+        _fail(throttle, f"client:10.{n // 65536}.{n // 256 % 256}.{n % 256}", f"user:u{n}", 3)
+    assert throttle.retry_after("client:198.51.100.1", "user:alice", 4) > 0
+    assert throttle.retry_after("client:198.51.100.1", "user:bob", 4) > 0
+
+
+def test_ipv6_clients_are_keyed_by_their_64() -> None:
+    assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9") == (
+        "client:2001:db8:1:2::/64")
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:192.0.2.7") == client_key("192.0.2.7") == "client:192.0.2.7"
+    assert client_key("not an address") == "client:not an address"
+    assert client_key(None) == "client:None"
 
 
 def test_tokens_are_random_and_only_their_hash_is_kept() -> None:
@@ -79,16 +142,40 @@ async def test_token_lifecycle_stores_no_plain_token(tmp_path: Path) -> None:
     await db.close()
 
 
-async def test_password_change_invalidates_existing_sessions(tmp_path: Path) -> None:
+async def test_password_change_and_deletion_end_existing_sessions(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "a.db")
+    idle = timedelta(hours=1)
     user = await accounts.add_user(db, "alice", "first password", now=NOW)
-    sid = accounts.session_id(user)
-    assert await accounts.user_for_session(db, sid) == user
+    phone, laptop = [await accounts.start_session(db, user, now=NOW) for _ in range(2)]
+    assert await accounts.user_for_session(db, phone, now=NOW, idle=idle) == user
+    await accounts.end_session(db, phone)  # logout ends only that session
+    assert await accounts.user_for_session(db, phone, now=NOW, idle=idle) is None
+    assert await accounts.user_for_session(db, laptop, now=NOW, idle=idle) == user
     await accounts.set_password(db, "alice", "second password")
-    assert await accounts.user_for_session(db, sid) is None
-    assert await accounts.user_for_session(db, "garbage") is None
+    assert await accounts.user_for_session(db, laptop, now=NOW, idle=idle) is None
+    later = await accounts.start_session(db, user, now=NOW)
+    await accounts.delete_user(db, "alice")
+    assert await accounts.user_for_session(db, later, now=NOW, idle=idle) is None
+    assert await accounts.user_for_session(db, "garbage", now=NOW, idle=idle) is None
     with pytest.raises(PolicyError, match="1-64 letters"):
         await accounts.add_user(db, "bad name!", "some password", now=NOW)
+    await db.close()
+
+
+async def test_sessions_end_when_idle_and_at_their_maximum_age(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "a.db")
+    idle = timedelta(hours=12)
+    user = await accounts.add_user(db, "alice", "first password", now=NOW)
+    sid = await accounts.start_session(db, user, now=NOW)
+    moment = NOW
+    while moment - NOW < accounts.SESSION_MAX_AGE - idle:  # used twice a day: stays alive
+        moment += timedelta(hours=11)
+        assert await accounts.user_for_session(db, sid, now=moment, idle=idle) == user
+    moment += timedelta(hours=11)  # past 30 days since login, however busy
+    assert await accounts.user_for_session(db, sid, now=moment, idle=idle) is None
+    idler = await accounts.start_session(db, user, now=NOW)
+    gone = NOW + idle + timedelta(seconds=1)
+    assert await accounts.user_for_session(db, idler, now=gone, idle=idle) is None
     await db.close()
 
 
@@ -147,3 +234,13 @@ def test_one_name_rule_for_users_tokens_and_the_first_boot_admin() -> None:
     _good, errors = firstboot.validate({"admin_user": "Alice"})
     assert "lower-case" in errors["admin_user"]
     assert firstboot.validate({"admin_user": "alice"}) == ({"admin_user": "alice"}, {})
+
+
+async def test_sessions_ended_by_age_are_deleted_at_the_next_login(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "a.db")
+    user = await accounts.add_user(db, "alice", "first password", now=NOW)
+    await accounts.start_session(db, user, now=NOW)
+    await accounts.start_session(db, user, now=NOW + accounts.SESSION_MAX_AGE + timedelta(days=1))
+    row = await db.fetch_one("SELECT COUNT(*) FROM sessions")
+    assert row is not None and row[0] == 1
+    await db.close()

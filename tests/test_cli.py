@@ -14,6 +14,8 @@ import httpx
 import pytest
 from helpers import wait_for
 
+from appliance.store.migrations import LATEST
+
 
 def run(tmp_path: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None
         ) -> subprocess.CompletedProcess[str]:
@@ -69,7 +71,7 @@ def test_db_check_reports_version_and_integrity(tmp_path: Path) -> None:
     run(tmp_path, "user", "list")  # creates the database
     checked = run(tmp_path, "db", "check")
     assert checked.returncode == 0
-    assert "schema version 2" in checked.stdout and "integrity ok" in checked.stdout
+    assert f"schema version {LATEST}" in checked.stdout and "integrity ok" in checked.stdout
 
 
 def test_db_check_finds_a_corrupted_file(tmp_path: Path) -> None:

@@ -10,8 +10,10 @@ import httpx
 import pytest
 import socketio
 from conftest import B1, Env
-from helpers import Browser, add_token, make_jpeg_like, make_png, wait_for
+from helpers import Browser, add_token, add_user, make_jpeg_like, make_png, wait_for
 
+from appliance.auth import accounts
+from appliance.relay.socket import RECHECK_S
 from appliance.store.db import Database
 
 
@@ -262,3 +264,47 @@ async def test_events_and_rest_share_one_model_and_its_messages(
         "temperature: Input should be less than or equal to 125")
     assert (await publisher.call("status", {"status": "two\nlines"}))["message"] == (
         "status: must be one line of printable text")
+
+
+async def _closed_by_recheck(env: Env, client: socketio.AsyncClient, what: str) -> None:
+    """The channels re-check open connections every RECHECK_S on the app's clock."""
+    def advanced_and_closed() -> bool:
+        env.clock.advance(RECHECK_S)
+        return not client.connected
+
+    await wait_for(advanced_and_closed, what=what)
+
+
+async def test_logout_closes_the_sessions_open_sockets(logged_in: Env) -> None:
+    browser = await connect_browser(logged_in)
+    assert browser.client.connected
+    assert (await logged_in.client.delete(f"{logged_in.base}/api/session")).status_code == 200
+    await _closed_by_recheck(logged_in, browser.client, "the browser's socket to close")
+
+
+async def test_cli_password_change_and_deletion_close_browser_sockets(logged_in: Env) -> None:
+    browser = await connect_browser(logged_in)
+    db = await Database.open(logged_in.data_dir / "appliance.db")  # as `appliance user passwd`
+    try:
+        await accounts.set_password(db, "alice", "a brand new password")
+        await _closed_by_recheck(logged_in, browser.client, "the socket to close after passwd")
+        await add_user(logged_in.data_dir, "bob")
+        assert (await logged_in.login("bob")).status_code == 200
+        bobs = await connect_browser(logged_in)
+        await accounts.delete_user(db, "bob")  # as `appliance user del`
+        await _closed_by_recheck(logged_in, bobs.client, "the socket to close after user del")
+    finally:
+        await db.close()
+
+
+async def test_revoked_token_stops_publishing_on_its_open_connection(logged_in: Env) -> None:
+    token = await add_token(logged_in.data_dir)
+    publisher = await connect_publisher(logged_in, token)
+    ack = await publisher.call("status", {"status": "before"}, timeout=10)
+    assert ack["ok"] is True
+    db = await Database.open(logged_in.data_dir / "appliance.db")  # as `appliance token revoke`
+    try:
+        await accounts.revoke_token(db, "camera")
+    finally:
+        await db.close()
+    await _closed_by_recheck(logged_in, publisher, "the publisher's socket to close")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from appliance.auth import accounts
+from appliance.auth.tokens import token_hash
 from appliance.errors import StoreError
 from appliance.store import beacons, readings, timelapse, tokens, users
 from appliance.store.db import Database, connect, from_db_time, migrate_to, to_db_time
 from appliance.store.migrations import LATEST, MIGRATIONS
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -181,3 +188,37 @@ async def test_timelapse_config_has_one_row(db: Database) -> None:
     assert await timelapse.get(db) == timelapse.TimelapseConfig(5, 30, 15)
     with pytest.raises(sqlite3.IntegrityError):
         await db.execute("INSERT INTO timelapse_conf VALUES (2, 1, 1, 1)")
+
+
+def _modes(data_dir: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in data_dir.glob("appliance.db*")}
+
+
+async def test_database_files_are_private_even_under_a_loose_umask(tmp_path: Path) -> None:
+    path = tmp_path / "appliance.db"
+    old_umask = os.umask(0o022)
+    try:
+        db = await Database.open(path)
+        await db.execute("INSERT INTO temphum (timestamp, temperature, humidity) "
+                         "VALUES ('2026-12-01T00:00:00.000Z', 20, 50)")
+        modes = _modes(tmp_path)
+        assert set(modes) >= {"appliance.db", "appliance.db-wal", "appliance.db-shm"}
+        assert modes == dict.fromkeys(modes, 0o600)
+        await db.close()
+        os.chmod(path, 0o644)  # a database from before: made private when next opened
+        db = await Database.open(path)
+        assert _modes(tmp_path)["appliance.db"] == 0o600
+        await db.close()
+    finally:
+        os.umask(old_umask)
+
+
+async def test_debug_log_carries_no_password_or_token_hash(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    db = await Database.open(tmp_path / "appliance.db")
+    user = await accounts.add_user(db, "alice", "a long enough secret", now=NOW)
+    _record, token = await accounts.add_token(db, "camera", now=NOW)
+    await db.close()
+    assert user.password_hash not in caplog.text
+    assert token_hash(token) not in caplog.text and token not in caplog.text

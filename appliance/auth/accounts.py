@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -10,6 +10,7 @@ from appliance.auth.passwords import hash_password, verify_password
 from appliance.auth.policy import check_name, check_token_name
 from appliance.auth.tokens import new_token, token_hash
 from appliance.errors import ApplianceError
+from appliance.store import sessions as session_store
 from appliance.store import tokens as token_store
 from appliance.store import users as user_store
 from appliance.store.db import Database
@@ -21,6 +22,10 @@ from appliance.store.users import User as User
 # "last used" is recorded at most this often: a camera posting every few seconds must not
 # turn into a database write per frame.
 TOKEN_TOUCH_INTERVAL: Final = timedelta(minutes=10)
+# A session's "last used" likewise, at most once a minute; the idle timeout is minutes at least.
+SESSION_TOUCH_INTERVAL: Final = timedelta(minutes=1)
+# A session ends this long after login whatever its use: the cookie's signature says the same.
+SESSION_MAX_AGE: Final = timedelta(days=30)
 
 
 class AccountError(ApplianceError):
@@ -29,20 +34,41 @@ class AccountError(ApplianceError):
         self.code = code
 
 
-def session_id(user: User) -> str:
-    """The id kept in the login cookie: changing the password invalidates old sessions."""
-    stamp = hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
-    return f"{user.id}.{stamp}"
+async def start_session(db: Database, user: User, *, now: datetime) -> str:
+    """A new login session; the id goes into the signed cookie, only its hash is stored."""
+    auth_id = secrets.token_urlsafe(32)
+    # Sessions that ended by age go now (logins are rare), so the table does not grow.
+    await session_store.delete_older(db, used_before=now - SESSION_MAX_AGE,
+                                     created_before=now - SESSION_MAX_AGE)
+    await session_store.add(db, token_hash(auth_id), user.id, now)
+    return auth_id
 
 
-async def user_for_session(db: Database, auth_id: str | None) -> User | None:
+async def user_for_session(
+    db: Database, auth_id: str | None, *, now: datetime, idle: timedelta, touch: bool = True,
+) -> User | None:
+    """The user of a live session; an idle or too old one ends here."""
     if not auth_id:
         return None
-    raw_id, _, _stamp = auth_id.partition(".")
-    if not raw_id.isdigit():
+    session = await session_store.get(db, token_hash(auth_id))
+    if session is None:
         return None
-    user = await user_store.get(db, int(raw_id))
-    return user if user is not None and session_id(user) == auth_id else None
+    if now - session.last_used_at > idle or now - session.created_at > SESSION_MAX_AGE:
+        await session_store.delete(db, session.id_hash)
+        return None
+    if touch and now - session.last_used_at > SESSION_TOUCH_INTERVAL:
+        await session_store.touch(db, session.id_hash, now)
+    return session.user
+
+
+async def end_session(db: Database, auth_id: str | None) -> None:
+    if auth_id:
+        await session_store.delete(db, token_hash(auth_id))
+
+
+async def token_alive(db: Database, hashed: str) -> bool:
+    """Whether the token with this hash still exists (open connections re-check it)."""
+    return await token_store.by_hash(db, hashed) is not None
 
 
 async def all_users(db: Database) -> list[User]:
@@ -74,17 +100,24 @@ async def add_user(db: Database, name: str, password: str, *, now: datetime) -> 
 async def put_user(db: Database, name: str, password_hash: str, *, now: datetime) -> None:
     """Create the user with this password hash, or give an existing one this hash (first boot)."""
     check_name(name)
-    if await user_store.by_name(db, name) is None:
+    user = await user_store.by_name(db, name)
+    if user is None:
         await user_store.add(db, name, password_hash, now)
-    elif not await user_store.set_password_hash(db, name, password_hash):
+        return
+    if not await user_store.set_password_hash(db, name, password_hash):
         msg = f"user {name!r} vanished while its password was set; run first boot again"
         raise AccountError(msg, code="not_found")
+    await session_store.delete_for_user(db, user.id)
 
 
 async def set_password(db: Database, name: str, password: str) -> None:
-    if not await user_store.set_password_hash(db, name, await hash_password(password)):
+    """A new password; every session of the user ends."""
+    user = await user_store.by_name(db, name)
+    if user is None or not await user_store.set_password_hash(
+            db, name, await hash_password(password)):
         msg = f"no user {name!r}; `appliance user list` shows who exists"
         raise AccountError(msg, code="not_found")
+    await session_store.delete_for_user(db, user.id)
 
 
 async def delete_user(db: Database, name: str) -> None:

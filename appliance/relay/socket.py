@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from http.cookies import SimpleCookie
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -21,7 +22,8 @@ import socketio
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from appliance import schema
-from appliance.auth.accounts import check_token, user_for_session
+from appliance.auth.accounts import check_token, token_alive, user_for_session
+from appliance.auth.tokens import token_hash
 from appliance.presence.model import BeaconView
 from appliance.relay.frames import RelayInputError, frame_from_event
 from appliance.relay.service import FrameEvent, Reading, RelayEvent, RelayService, StatusEvent
@@ -49,6 +51,10 @@ PRINTER_OUT: Final = "printer2v"  # on connect and on change: the GET /api/print
 TRANSPORT_HEADROOM: Final = 2
 # Small events (readings, status, presence) waiting to go out; the oldest go first when full.
 OUTBOX_SIZE: Final = 1000
+# Open connections are re-checked this often against the database: a logout, a password change,
+# a deleted user or a revoked token (also from the CLI, another process) closes them within it.
+# One indexed lookup per connection; a household has a handful.
+RECHECK_S: Final = 2.0
 
 
 def _ack(*, error: str | None = None, message: str | None = None) -> dict[str, Any]:
@@ -124,6 +130,8 @@ class RelayChannels:
         self._unsubscribe: list[Callable[[], None]] = []
         self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(OUTBOX_SIZE)
         self._sender_task: asyncio.Task[None] | None = None
+        self._recheck_task: asyncio.Task[None] | None = None
+        self._idle = timedelta(seconds=settings.session_idle_timeout_s)
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         self.sio.on(IMAGE_IN, self._image)
@@ -146,13 +154,13 @@ class RelayChannels:
             self._unsubscribe.append(ctx.printer.subscribe(
                 lambda payload: self._broadcast(PRINTER_OUT, payload)))
         self._sender_task = asyncio.create_task(self._sender())
+        self._recheck_task = asyncio.create_task(self._recheck_forever())
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         tasks = [c.task for c in self._channels.values()]
-        if self._sender_task:
-            tasks.append(self._sender_task)
+        tasks += [task for task in (self._sender_task, self._recheck_task) if task]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -185,16 +193,19 @@ class RelayChannels:
             if record is None:
                 msg = "that publisher token is not valid"
                 raise socketio.exceptions.ConnectionRefusedError(msg, {"error": "bad_token"})
-            await self.sio.save_session(sid, {"role": "publisher", "name": record.name})
+            await self.sio.save_session(sid, {"role": "publisher", "name": record.name,
+                                              "token_hash": token_hash(token)})
             await self.sio.enter_room(sid, PUBLISHERS)
             return
         cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
         morsel = cookie.get("appliance_session")
-        user = await user_for_session(ctx.db, self._load_session(morsel.value) if morsel else None)
+        auth_id = self._load_session(morsel.value) if morsel else None
+        user = await user_for_session(ctx.db, auth_id, now=ctx.clock.wall(), idle=self._idle)
         if user is None:
             msg = "log in first, or send auth={token: ...}"
             raise socketio.exceptions.ConnectionRefusedError(msg, {"error": "unauthorized"})
-        await self.sio.save_session(sid, {"role": "browser", "name": user.username})
+        await self.sio.save_session(sid, {"role": "browser", "name": user.username,
+                                          "auth_id": auth_id})
         await self.sio.enter_room(sid, BROWSERS)
         self._channels[sid] = _BrowserChannel(self, sid)
         # Runs after this handler returns, when the client has its CONNECT packet.
@@ -221,6 +232,33 @@ class RelayChannels:
             channel.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await channel.task
+
+    async def _recheck_forever(self) -> None:
+        clock = self._services().clock
+        while True:
+            await clock.sleep(RECHECK_S)
+            try:
+                await self.recheck()
+            except Exception:
+                _LOGGER.exception("Re-checking open connections failed; trying again")
+
+    async def recheck(self) -> None:
+        """Close every connection whose session or token has ended."""
+        ctx = self._services()
+        for room in (BROWSERS, PUBLISHERS):
+            for sid, _eio_sid in list(self.sio.manager.get_participants("/", room)):
+                session = await self.sio.get_session(sid)
+                if session.get("role") == "publisher":
+                    alive = await token_alive(ctx.db, str(session.get("token_hash")))
+                else:
+                    alive = await user_for_session(
+                        ctx.db, session.get("auth_id"), now=ctx.clock.wall(),
+                        idle=self._idle) is not None  # an open dashboard counts as use
+                if not alive:
+                    _LOGGER.info("Closing the Socket.IO connection of %s: its %s has ended",
+                                 session.get("name"),
+                                 "token" if session.get("role") == "publisher" else "session")
+                    await self.sio.disconnect(sid)
 
     # -- publishers in -------------------------------------------------------------------------
     async def _publisher(self, sid: str) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +22,8 @@ _LOGGER = logging.getLogger(__name__)
 
 # A writer waits this long for another connection's lock (the CLI while the app runs).
 BUSY_TIMEOUT_MS: Final = 5000
+DB_FILE_MODE: Final = 0o600
+DB_EXTRA_SUFFIXES: Final = ("-wal", "-shm")
 
 
 def to_db_time(moment: datetime) -> str:
@@ -34,7 +38,10 @@ def from_db_time(text: str) -> datetime:
 async def connect(path: Path, *, migrate: bool = True) -> aiosqlite.Connection:
     """Open (creating if needed) the database and bring its schema up to date."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # aiosqlite logs every statement with its parameters at DEBUG: password hashes, token hashes.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     try:
+        _private(path)
         conn = await aiosqlite.connect(path, isolation_level=None)
     except Exception as exc:
         msg = f"cannot open database {path}: {exc}; check the data dir's permissions"
@@ -49,10 +56,20 @@ async def connect(path: Path, *, migrate: bool = True) -> aiosqlite.Connection:
         await conn.execute("PRAGMA foreign_keys = ON")
         if migrate:
             await migrate_to(conn, LATEST)
+        for extra in DB_EXTRA_SUFFIXES:  # SQLite gives them the file's mode; older ones: 0644
+            _private(path.with_name(path.name + extra), create=False)
     except BaseException:
         await conn.close()
         raise
     return conn
+
+
+def _private(path: Path, *, create: bool = True) -> None:
+    """The file readable by its owner only (like the session key): it holds password hashes."""
+    if create and not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, DB_FILE_MODE))
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(path, DB_FILE_MODE)
 
 
 async def schema_version(conn: aiosqlite.Connection) -> int:
@@ -85,10 +102,13 @@ async def migrate_to(conn: aiosqlite.Connection, target: int) -> None:
 async def integrity_check(conn: aiosqlite.Connection) -> list[str]:
     """PRAGMA integrity_check and foreign_key_check; an empty list means healthy."""
     problems: list[str] = []
-    async with conn.execute("PRAGMA integrity_check") as cur:
-        problems += [str(row[0]) for row in await cur.fetchall() if row[0] != "ok"]
-    async with conn.execute("PRAGMA foreign_key_check") as cur:
-        problems += [f"foreign key: {tuple(row)}" for row in await cur.fetchall()]
+    try:
+        async with conn.execute("PRAGMA integrity_check") as cur:
+            problems += [str(row[0]) for row in await cur.fetchall() if row[0] != "ok"]
+        async with conn.execute("PRAGMA foreign_key_check") as cur:
+            problems += [f"foreign key: {tuple(row)}" for row in await cur.fetchall()]
+    except sqlite3.DatabaseError as exc:  # damage bad enough that the check itself cannot read
+        problems.append(f"{exc}; restore a backup")
     return problems
 
 

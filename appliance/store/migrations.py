@@ -80,6 +80,16 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         changed_at TEXT NOT NULL
     );
     """,
+    # 3: login sessions on the server, so logout, a password change and deleting a user end them.
+    """
+    CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions (user_id);
+    """,
 )
 
 LATEST: Final = len(MIGRATIONS)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+from urllib.parse import urlsplit
+
 from quart import Blueprint, Response, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
-from quart_auth import AuthUser, login_user, logout_user
+from quart_auth import AuthUser, current_user, login_user, logout_user
 from quart_schema import hide, validate_request, validate_response
 from werkzeug.datastructures import MultiDict
 
 from appliance import schema
-from appliance.auth.accounts import User, authenticate, session_id
+from appliance.auth.accounts import User, authenticate, end_session, start_session
+from appliance.auth.throttle import client_key
 from appliance.web.context import services
 from appliance.web.errors import json_error
 from appliance.web.guard import current_account, public
 from appliance.web.openapi import document_errors
 
+_LOGGER = logging.getLogger(__name__)
 blueprint = Blueprint("auth", __name__)
 
 
@@ -25,27 +30,37 @@ class LoginFailed(Exception):
 
 
 async def _authenticate(username: str, password: str) -> User:
-    """Check credentials with throttling per client address and per user name."""
+    """Check credentials with throttling per client (IPv6: its /64) and per user name.
+
+    The attempt is counted before the password is hashed, so concurrent guesses cannot all get
+    in while the first check runs (auth/throttle.py has the rules).
+    """
     ctx = services()
-    keys = [f"client:{request.remote_addr}", f"user:{username.lower()}"]
     now = ctx.clock.monotonic()
-    wait = ctx.throttle.retry_after(keys, now)
-    if wait:
-        msg = f"too many failed logins; try again in {wait} s"
-        raise LoginFailed(429, "too_many_attempts", msg, wait)
+    attempt = ctx.throttle.begin(client_key(request.remote_addr), f"user:{username.lower()}", now)
+    if isinstance(attempt, int):
+        msg = f"too many failed logins; try again in {attempt} s"
+        raise LoginFailed(429, "too_many_attempts", msg, attempt)
     user = await authenticate(ctx.db, username, password)
     if user is None:
-        ctx.throttle.failed(keys, now)
+        _LOGGER.info("Failed login for %r from %s", username[:64], request.remote_addr)
         raise LoginFailed(401, "bad_credentials", "wrong user name or password")
-    ctx.throttle.succeeded(keys[1:])
-    login_user(AuthUser(session_id(user)))
+    ctx.throttle.succeeded(attempt)
+    login_user(AuthUser(await start_session(ctx.db, user, now=ctx.clock.wall())))
     return user
 
 
 def _safe_next(target: str | None) -> str:
-    """Only redirect to our own paths after login (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """Only redirect to our own paths after login (no open redirect).
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so ``/<TAB>/evil``
+    means ``//evil``: any control character, space or backslash makes the target untrusted.
+    """
+    if (target and target.startswith("/") and not target.startswith("//")
+            and not any(ch <= " " or ch == "\x7f" or ch == "\\" for ch in target)):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("pages.index")
 
 
@@ -77,6 +92,7 @@ async def login_form() -> ResponseReturnValue:
 @blueprint.post("/logout")
 @hide
 async def logout_form() -> ResponseReturnValue:
+    await end_session(services().db, current_user.auth_id)
     logout_user()
     return redirect(url_for("auth.login_page"))
 
@@ -109,5 +125,7 @@ async def session_info() -> schema.SessionInfo:
 @document_errors(401)
 @validate_response(schema.Done)
 async def session_logout() -> schema.Done:
+    """Log out: this session ends on the server too (the old cookie stops working)."""
+    await end_session(services().db, current_user.auth_id)
     logout_user()
     return schema.Done(message="logged out")

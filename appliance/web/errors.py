@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 from quart import Quart, Response, jsonify, request
 from quart_schema import RequestSchemaValidationError, ResponseSchemaValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from appliance.auth.accounts import AccountError
 from appliance.auth.policy import PolicyError
@@ -69,7 +69,10 @@ def register(app: Quart) -> None:
         status = exc.code or 500
         if status == 400 and request.is_json:  # quart's get_json failed to parse the body
             return json_error(400, "bad_json", "the body is not valid JSON")
-        return json_error(status, code, exc.description or exc.name or "error")
+        headers = {}
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:  # RFC 9110: 405 has Allow
+            headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return json_error(status, code, exc.description or exc.name or "error", **headers)
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:

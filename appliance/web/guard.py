@@ -8,6 +8,7 @@ A test walks the URL map and checks exactly which routes are public.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -69,7 +70,9 @@ async def _guard() -> ResponseReturnValue | None:
     if view is None:  # 404/405: let the router answer
         return None
     ctx = services()
-    g.appliance_user = await user_for_session(ctx.db, current_user.auth_id)
+    g.appliance_user = await user_for_session(
+        ctx.db, current_user.auth_id, now=ctx.clock.wall(),
+        idle=timedelta(seconds=ctx.settings.session_idle_timeout_s))
     if g.appliance_user is not None and request.method in UNSAFE_METHODS:
         origin = request.headers.get("Origin")
         if origin and not origin_allowed(origin, request.host_url, ctx.settings.public_origins):
