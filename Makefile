@@ -80,6 +80,7 @@ test: system-packages lint pytest firmware-test ## everything that runs in minut
 pytest: system-packages setup firmware-sim ## the Python tests
 	@# Our own temporary directory: pytest keeps three runs per user in /tmp, so two checkouts
 	@# testing at once would delete each other's (nginx lost its files that way).
+	mkdir -p build
 	$(BIN)/pytest --basetemp=$(CURDIR)/build/pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff, mypy --strict (the app, the simulation) and the import contracts (pyproject.toml)
