@@ -63,7 +63,11 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+async def app_env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+    """The app served on loopback, one user (alice), a virtual radio and a fake clock.
+
+    Not named ``env``: that is labgrid's fixture (the rig's environment), which tests/hil uses.
+    """
     # Indirect parameters: settings to change (a callable value is given the data dir, for paths
     # inside it), and "beacons" (2 by default; 0 for tests that need quiet).
     overrides = dict(getattr(request, "param", {}))
@@ -79,8 +83,8 @@ async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[E
 
 
 @pytest.fixture
-async def logged_in(env: Env) -> Env:
-    assert (await env.login()).status_code == 200
-    return env
+async def logged_in(app_env: Env) -> Env:
+    assert (await app_env.login()).status_code == 200
+    return app_env
 
 

@@ -17,11 +17,6 @@ from typing import Any, Final
 
 import pytest
 
-# labgrid's `target` asks for a fixture named `env`, and tests/conftest.py's app fixture of that
-# name would answer it here: this puts labgrid's own back for tests/hil. (The app fixture should
-# get a name of its own; then this import goes.)
-from labgrid.pytestplugin.fixtures import env  # noqa: F401
-
 from .rig import SSH_TIMEOUT_S, BeaconSerial, Rig, RigError
 
 ROOT: Final = Path(__file__).resolve().parents[2]
