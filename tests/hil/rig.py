@@ -9,7 +9,6 @@ the virtual rig; the Nano's USBSerialPort on the lab rig).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shlex
 import subprocess
@@ -21,6 +20,7 @@ from typing import Any, Final, TypeVar
 import httpx
 import serial
 import socketio
+from helpers import wait_for
 
 from appliance.presence import protocol
 from appliance.presence.beacon_serial import READ_POLL_S, BeaconConsole, BeaconSerialError
@@ -31,6 +31,10 @@ SSH_TIMEOUT_S: Final = 120.0
 # The virtual rig's beacons are beacon-sim under sanitizers on a loaded host: more than the
 # client's default.
 SERIAL_REPLY_S: Final = 5.0
+# Between two looks at the rig: each look is an HTTP request through nginx or an SSH command.
+RIG_POLL_S: Final = 0.5
+# What a look at a rig that is not up yet may meet.
+NOT_YET: Final = (httpx.HTTPError, OSError, subprocess.SubprocessError)
 
 
 class RigError(AssertionError):
@@ -38,21 +42,10 @@ class RigError(AssertionError):
 
 
 async def until(probe: Callable[[], Awaitable[T | None]], within: float, what: str,
-                interval: float = 0.5) -> T:
-    """Poll `probe` until it returns something other than None (or False), or fail after `within` s."""
-    deadline = time.monotonic() + within
-    last: object = None
-    while True:
-        try:
-            result = await probe()
-        except (httpx.HTTPError, OSError, subprocess.SubprocessError) as exc:
-            last, result = exc, None
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() >= deadline:
-            msg = f"{what}: not within {within:.0f} s (last error: {last})"
-            raise RigError(msg)
-        await asyncio.sleep(interval)
+                interval: float = RIG_POLL_S) -> T:
+    """tests/helpers.py's wait_for at the rig's pace: an error of a rig that is not up yet (the
+    web side, SSH) counts as "not yet"."""
+    return await wait_for(probe, within=within, what=what, interval=interval, retry_on=NOT_YET)
 
 
 @dataclass
