@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import PASSWORD, FakeClock, add_user, make_settings, running_server
+from helpers import PASSWORD, AdvertisementLog, FakeClock, add_user, make_settings, running_server
 
 from appliance.app import Appliance, create_app
 from appliance_sim.air import beacon_address
@@ -37,6 +38,15 @@ def sim_binary() -> Path:
                     pytrace=False)
     return ROOT / "firmware" / "build" / "sim" / "beacon-sim"
 
+
+@pytest.fixture
+async def rec(radio: VirtualRadio) -> AsyncIterator[AdvertisementLog]:
+    """The advertisements of the test module's ``radio`` fixture, logged until it stops."""
+    recorder = AdvertisementLog.listening_to(radio.advertisements())
+    yield recorder
+    await radio.stop()
+    async with asyncio.timeout(recorder.deadline_s):
+        await recorder.task
 
 
 @dataclass
