@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from appliance.auth.policy import PolicyError, check_login_name, check_password
+from appliance.errors import ConfigError
+from appliance.settings import Settings, load_settings
 
 KEYS: Final = (
     "hostname", "timezone", "admin_user", "admin_password", "admin_password_hash",
@@ -59,11 +61,29 @@ class Target:
     root: Path = Path("/")
     appliance_user: str = "appliance"
     app_config: Path = Path("/etc/appliance/appliance.toml")
-    status_file: Path = Path("/var/lib/appliance/firstboot.json")
-    token_file: Path = Path("/etc/cloudflared/token")
 
     def path(self, absolute: str | Path) -> Path:
         return self.root / str(absolute).lstrip("/")
+
+    def settings(self) -> Settings:
+        """The app's settings as it will read them (its file under ``root``, or the defaults), so
+        first boot writes where the app looks: the tunnel token, the printer's code, the status."""
+        config = self.path(self.app_config)
+        return load_settings(config, env={}) if config.exists() else Settings()
+
+    @property
+    def token_file(self) -> Path:
+        return Path(self._paths().tunnel_token_file)
+
+    @property
+    def status_file(self) -> Path:
+        return Path(self._paths().firstboot_status_file)
+
+    def _paths(self) -> Settings:
+        try:
+            return self.settings()
+        except ConfigError:  # first boot still writes and reports; the app names its bad file
+            return Settings()
 
 
 def validate(values: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
@@ -200,7 +220,6 @@ class Applier:
         """Host and serial into the app's settings file, the code into its 0600 file."""
         from appliance.printer.errors import write_access_code
         from appliance.printer.service import access_code_path
-        from appliance.settings import load_settings
 
         config = self.target.path(self.target.app_config)
         lines = config.read_text().splitlines() if config.exists() else []
@@ -208,7 +227,7 @@ class Applier:
                  if (m := LINE_RE.match(line)) is None or m.group(1) not in PRINTER_KEYS]
         lines += [f"printer_host = {json.dumps(host)}", f"printer_serial = {json.dumps(serial)}"]
         _write(config, "\n".join(lines) + "\n", 0o644)
-        settings = load_settings(config, env={})
+        settings = self.target.settings()
         code_file = self.target.path(access_code_path(settings))
         write_access_code(code_file, access_code)
         self.run(["chown", f"{self.target.appliance_user}:{self.target.appliance_user}",
@@ -220,11 +239,9 @@ class Applier:
     async def _admin(self, name: str, password: str | None, password_hash: str | None) -> None:
         from appliance.auth import accounts
         from appliance.auth.passwords import hash_password
-        from appliance.settings import load_settings
         from appliance.store.db import Database
 
-        config = self.target.path(self.target.app_config)
-        settings = load_settings(config if config.exists() else None, env={})
+        settings = self.target.settings()
         data_dir = self.target.path(settings.data_dir) if settings.data_dir.is_absolute() \
             else settings.data_dir
         db = await Database.open(data_dir / "appliance.db")
@@ -287,7 +304,7 @@ def apply_file(source: Path, target: Target, run: Runner = run_command,
     for key in good:  # valid, but needed something else that was missing or wrong
         if key not in result.applied and key not in result.errors:
             result.errors[key] = "not applied: a value it needs is missing or wrong"
-    source.write_text(_rewrite(text, result, now), encoding="utf-8")
+    source.write_text(_rewrite(text, result, now, target.token_file), encoding="utf-8")
     _status(target, result, now, run)
     _log(result)
     return result
@@ -301,7 +318,7 @@ def _log(result: Result) -> None:
         _LOGGER.error("first boot: %s: %s", key, message)
 
 
-def _rewrite(text: str, result: Result, now: datetime) -> str:
+def _rewrite(text: str, result: Result, now: datetime, token_file: Path) -> str:
     stamp = now.strftime("%Y-%m-%d %H:%M UTC")
     out: list[str] = []
     for line in text.splitlines():
@@ -321,7 +338,7 @@ def _rewrite(text: str, result: Result, now: datetime) -> str:
         out += ["", f"# Applied {stamp}. Secrets were removed from this file: the admin password is "
                 "kept hashed in the appliance's database,",
                 "# the Wi-Fi passphrase in /etc/NetworkManager/system-connections (root only), the "
-                "tunnel token in /etc/cloudflared/token (root only), the printer's access code in "
+                f"tunnel token in {token_file} (root only), the printer's access code in "
                 "the appliance's data dir (mode 0600).",
                 "# To change a value, write it here again (without the #) and reboot."]
     return "\n".join(out) + "\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -49,8 +49,7 @@ def access_code_path(settings: Settings) -> Path:
 class PrinterService:
     def __init__(self, settings: Settings, relay: RelayService, clock: Clock, *,
                  time_format: Callable[[datetime], str],
-                 backoff: Callable[[], Backoff] = Backoff,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 backoff: Callable[[], Backoff] = Backoff) -> None:
         self._settings = settings
         self._relay = relay
         self._clock = clock
@@ -68,11 +67,11 @@ class PrinterService:
         host = settings.printer_host
         self.mqtt = MqttLink(
             host, settings.printer_mqtt_port, settings.printer_serial, self._access_code,
-            self.trust, self._on_report, clock, backoff=backoff(), sleep=sleep,
+            self.trust, self._on_report, clock, backoff=backoff(),
             on_change=self._changed.set)
         self.camera = CameraLink(
             host, settings.printer_camera_port, self._access_code, self.trust, self._on_frame,
-            clock, max_bytes=settings.image_max_bytes, backoff=backoff(), sleep=sleep,
+            clock, max_bytes=settings.image_max_bytes, backoff=backoff(),
             on_change=self._changed.set)
 
     @property
