@@ -88,9 +88,10 @@ async def start_env(tmp_path: Path, *, code: str = CODE, developer_mode: bool = 
     data = tmp_path / "data"
     data.mkdir()
     write_access_code(data / "printer-access-code", code)
-    settings = make_settings(
-        data, printer_host="127.0.0.1", printer_serial=standin.serial,
-        printer_mqtt_port=standin.mqtt_port, printer_camera_port=standin.camera.port, **changes)
+    settings = make_settings(data, **{
+        "printer_host": "127.0.0.1", "printer_serial": standin.serial,
+        "printer_mqtt_port": standin.mqtt_port, "printer_camera_port": standin.camera.port,
+        **changes})
     await add_user(data)
     clock = FakeClock()
     app = create_app(settings, radio=VirtualRadio(0, seed=1), clock=clock)
@@ -267,6 +268,45 @@ async def test_an_access_code_from_the_settings_page_is_used_at_once_and_never_s
         assert CODE not in json.dumps(await penv.printer_status())
         page = await penv.client.get(f"{penv.base}/settings")
         assert page.status_code == 200 and CODE not in page.text
+
+
+async def test_the_address_from_the_settings_page_links_the_printer_at_once_and_stays(
+        tmp_path: Path) -> None:
+    async with start_env(tmp_path, printer_host="", printer_serial="") as penv:
+        assert (await penv.printer_status())["configured"] is False
+        url = f"{penv.base}/api/printer/address"
+        serial = penv.standin.serial
+        for body, says in [({"host": "192.168.1.40; rm", "serial": serial}, "IP address"),
+                           ({"host": "127.0.0.1", "serial": "short"}, "serial"),
+                           ({"host": "127.0.0.1", "serial": ""}, "serial too"),
+                           ({"host": "127.0.0.1"}, "serial")]:
+            refused = await penv.client.put(url, json=body)
+            assert refused.status_code in (400, 422), refused.text
+            assert says in refused.text
+        assert not (penv.data_dir / "printer-address.json").exists()
+        saved = await penv.client.put(url, json={"host": "127.0.0.1", "serial": serial.lower()})
+        assert saved.status_code == 200, saved.text
+        await wait_for(lambda: _connected(penv), within=15, what="the link to the saved address")
+        status = await penv.printer_status()
+        assert (status["host"], status["serial"]) == ("127.0.0.1", serial)
+        assert status["tls"]["pinned"]
+        # Another serial is another printer with its own certificate: the old pin must go, or
+        # the new printer would be refused as "certificate changed". (The stand-in plays both,
+        # so the pin is made another printer's first.)
+        (penv.data_dir / "printer-cert.sha256").write_text("0" * 64 + "\n")
+        moved = await penv.client.put(url, json={"host": "127.0.0.1", "serial": "01S00C999999999"})
+        assert moved.status_code == 200
+        await wait_for(lambda: _connected(penv), within=15, what="the link to the other printer")
+        assert (await penv.printer_status())["tls"]["pinned"] == status["tls"]["pinned"]
+        unlinked = await penv.client.put(url, json={"host": "", "serial": ""})
+        assert unlinked.status_code == 200 and "no printer" in unlinked.text
+        assert (await penv.printer_status())["configured"] is False
+        back = await penv.client.put(url, json={"host": "127.0.0.1", "serial": serial})
+        assert back.status_code == 200
+    # A restart keeps the Settings page's address over appliance.toml's (empty here).
+    settings = make_settings(penv.data_dir, printer_host="", printer_serial="")
+    from appliance.printer.service import read_address
+    assert read_address(settings) == ("127.0.0.1", serial)
 
 
 async def _failures(env: PrinterEnv, at_least: int) -> bool:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import ssl
 import threading
 from pathlib import Path
 from typing import Any, Final
 
 from appliance.errors import ApplianceError
+from appliance.files import write_atomic
 from appliance.printer.errors import PrinterError
 
 _LOGGER = logging.getLogger(__name__)
@@ -104,11 +104,15 @@ class PrinterTrust:
         self.problem = None
         self.offered = None
 
+    def forget(self, serial: str) -> None:
+        """Another printer: trust the certificate it shows first, as for the first one."""
+        with self._lock:
+            self.serial = serial
+            self._pin_path.unlink(missing_ok=True)
+            self.problem = self.offered = None
+
     def _pin(self, seen: str) -> None:
-        self._pin_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._pin_path.with_suffix(".tmp")
-        tmp.write_text(seen + "\n")
-        os.replace(tmp, self._pin_path)
+        write_atomic(self._pin_path, seen + "\n")
         _LOGGER.info("Trusting the printer's certificate %s (first seen)", seen)
 
     def _refuse(self, problem: str, seen: str | None) -> None:

@@ -57,6 +57,7 @@ from appliance.schema.presence import (
 )
 from appliance.schema.printer import (
     AccessCodeRequest,
+    AddressRequest,
     LightAnswer,
     LightRequest,
     PrinterAnswer,
@@ -103,6 +104,7 @@ __all__ = [
     "TEMPHUM_EVENT",
     "AccessCodeRequest",
     "Ack",
+    "AddressRequest",
     "Answer",
     "ApiTime",
     "BluetoothStatus",

@@ -15,6 +15,14 @@ class AccessCodeRequest(BaseModel):
     accessCode: str = Field(min_length=1, max_length=32, pattern=r"^[\x21-\x7e]+$")
 
 
+class AddressRequest(BaseModel):
+    """The printer's address and serial; host "" unlinks it. Checked as appliance.toml's are."""
+
+    model_config = ConfigDict(extra="forbid")
+    host: str = Field(max_length=253, examples=["192.168.1.40"])
+    serial: str = Field(max_length=32, examples=["03919D123456789"])
+
+
 class TrustRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")

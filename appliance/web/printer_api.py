@@ -8,7 +8,7 @@ from quart import Blueprint
 from quart_schema import validate_request, validate_response
 
 from appliance import schema
-from appliance.printer.errors import PrinterError
+from appliance.printer.errors import NO_PRINTER, PrinterError
 from appliance.printer.service import PrinterService
 from appliance.web.context import services
 from appliance.web.guard import token_allowed
@@ -19,8 +19,7 @@ blueprint = Blueprint("printer", __name__)
 def _printer() -> PrinterService:
     printer = services().printer
     if printer is None or not printer.configured:
-        msg = "no printer is set up: set printer_host, printer_serial and the access code"
-        raise PrinterError(msg, code="no_printer", status=404)
+        raise PrinterError(NO_PRINTER, code="no_printer", status=404)
     return printer
 
 
@@ -57,7 +56,22 @@ async def printer_access_code(data: schema.AccessCodeRequest) -> dict[str, Any]:
         raise PrinterError(msg, code="starting", status=503)
     await printer.set_access_code(data.accessCode)
     message = ("saved; the printer link reconnects with it now" if printer.configured else
-               "saved; set printer_host and printer_serial too (README: The printer)")
+               "saved; enter the printer's address and serial too")
+    return {"success": True, "message": message}
+
+
+@blueprint.put("/api/printer/address")
+@validate_request(schema.AddressRequest)
+@validate_response(schema.PrinterAnswer)
+async def printer_address(data: schema.AddressRequest) -> dict[str, Any]:
+    """Save the printer's address and serial (the Settings page) and connect to it now."""
+    printer = services().printer
+    if printer is None:
+        msg = "the appliance is still starting; try again in a moment"
+        raise PrinterError(msg, code="starting", status=503)
+    await printer.set_address(data.host, data.serial)
+    message = (f"saved; connecting to {printer.host}" if printer.configured
+               else "saved; no printer is linked now")
     return {"success": True, "message": message}
 
 
