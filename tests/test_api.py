@@ -286,6 +286,22 @@ async def test_non_json_bodies_get_400_not_500(logged_in: Env) -> None:
         assert response.json()["error"] == "bad_json"
 
 
+async def test_undecodable_and_too_deep_json_gets_400_with_a_reason_even_anonymously(
+        logged_in: Env, caplog: pytest.LogCaptureFixture) -> None:
+    bodies = {b"\xff\xfe": "not UTF-8", '{"username": "alice"}'.encode("utf-16"): "not UTF-8",
+              b"[" * 1000 + b"]" * 1000: "nests too deep"}
+    async with httpx.AsyncClient(timeout=10) as anonymous:
+        for content, says in bodies.items():
+            for client, method, path in ((anonymous, "POST", "/api/session"),
+                                         (logged_in.client, "POST", "/pair"),
+                                         (logged_in.client, "PUT", "/api/timelapse_config")):
+                response = await client.request(method, f"{logged_in.base}{path}", content=content,
+                                                headers={"Content-Type": "application/json"})
+                assert response.status_code == 400, (path, response.text)
+                assert response.json()["error"] == "bad_json" and says in response.json()["message"]
+    assert "Traceback" not in caplog.text and "Unhandled" not in caplog.text
+
+
 async def test_unknown_route_and_method_are_json_errors(logged_in: Env) -> None:
     missing = await logged_in.client.get(f"{logged_in.base}/nope")
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from typing import Annotated, Final, Literal
 
@@ -28,10 +29,15 @@ Temperature = Annotated[float, Strict(), Field(ge=-40.0, le=125.0, allow_inf_nan
 Humidity = Annotated[float, Strict(), Field(ge=0.0, le=100.0, allow_inf_nan=False,
                                             description="% relative humidity")]
 STATUS_MAX_LEN: Final = 200
+_BIDI_CONTROLS: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                                  "\u2066\u2067\u2068\u2069")
 
 
 def _one_line(text: str) -> str:
-    if any(ord(ch) < 32 for ch in text):
+    # Control characters (C0, DEL, C1), line and paragraph separators, and the bidi controls
+    # that can make a status read backwards on the dashboard (U+202E and friends): none of them
+    # belongs in one line of text (Unicode categories Cc, Zl, Zp; the bidi formats of Cf).
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI_CONTROLS for ch in text):
         msg = "must be one line of printable text"
         raise ValueError(msg)
     return text
