@@ -38,9 +38,11 @@ class JsonRequest(Request):
         try:
             return await super().get_json(force=force, silent=silent, cache=cache)
         except UnicodeDecodeError:
-            raise BadJson("the body is not UTF-8: send JSON encoded as UTF-8") from None
+            msg = "the body is not UTF-8: send JSON encoded as UTF-8"
+            raise BadJson(msg) from None
         except RecursionError:
-            raise BadJson("the body nests too deep to be a request of this API") from None
+            msg = "the body nests too deep to be a request of this API"
+            raise BadJson(msg) from None
 
 
 def json_error(status: int, code: str, message: str, **headers: str) -> Response:
