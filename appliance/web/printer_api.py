@@ -12,6 +12,7 @@ from appliance.printer.errors import NO_PRINTER, PrinterError
 from appliance.printer.service import PrinterService
 from appliance.web.context import services
 from appliance.web.guard import token_allowed
+from appliance.web.openapi import document_errors
 
 blueprint = Blueprint("printer", __name__)
 
@@ -25,6 +26,7 @@ def _printer() -> PrinterService:
 
 @blueprint.get("/api/printer")
 @token_allowed
+@document_errors(404)
 @validate_response(schema.PrinterState)
 async def printer_state() -> dict[str, Any]:
     """The printer's state: the same body browsers receive as ``printer2v`` on every change."""
@@ -33,6 +35,7 @@ async def printer_state() -> dict[str, Any]:
 
 @blueprint.post("/api/printer/light")
 @validate_request(schema.LightRequest)
+@document_errors(404, 409, 503)
 @validate_response(schema.LightAnswer, 200)
 @validate_response(schema.LightAnswer, 202)
 async def printer_light(data: schema.LightRequest) -> tuple[dict[str, Any], int]:
@@ -47,6 +50,7 @@ async def printer_light(data: schema.LightRequest) -> tuple[dict[str, Any], int]
 
 @blueprint.put("/api/printer/access-code")
 @validate_request(schema.AccessCodeRequest)
+@document_errors(503)
 @validate_response(schema.PrinterAnswer)
 async def printer_access_code(data: schema.AccessCodeRequest) -> dict[str, Any]:
     """Save the LAN access code (write-only: no route ever answers it) and reconnect with it."""
@@ -62,6 +66,7 @@ async def printer_access_code(data: schema.AccessCodeRequest) -> dict[str, Any]:
 
 @blueprint.put("/api/printer/address")
 @validate_request(schema.AddressRequest)
+@document_errors(503)
 @validate_response(schema.PrinterAnswer)
 async def printer_address(data: schema.AddressRequest) -> dict[str, Any]:
     """Save the printer's address and serial (the Settings page) and connect to it now."""
@@ -77,6 +82,7 @@ async def printer_address(data: schema.AddressRequest) -> dict[str, Any]:
 
 @blueprint.post("/api/printer/trust")
 @validate_request(schema.TrustRequest)
+@document_errors(404, 409)
 @validate_response(schema.PrinterAnswer)
 async def printer_trust(data: schema.TrustRequest) -> dict[str, Any]:
     """Trust the certificate the printer now shows (after it was refused as changed)."""
