@@ -62,8 +62,10 @@ class Provider(OpenAPIProvider):
         view = self._app.view_functions[rule.endpoint]
         mime_types = getattr(view, BINARY_BODY_ATTR, ())
         open_to_all = is_public(rule.endpoint, view)
-        security = [] if open_to_all else [{"session": []}] + (
-            [{"token": []}] if getattr(view, TOKEN_ATTR, False) else [])
+        security: list[dict[str, list[str]]] = []
+        if not open_to_all:
+            security = [{"session": []}, {"token": []}] if getattr(view, TOKEN_ATTR, False) \
+                else [{"session": []}]
         for operations in paths.values():
             for operation in operations.values():
                 if mime_types:
