@@ -18,9 +18,19 @@ blueprint = Blueprint("printer", __name__)
 
 
 def _printer() -> PrinterService:
-    printer = services().printer
-    if printer is None or not printer.configured:
+    """The printer service of a printer that is set up."""
+    printer = _started()
+    if not printer.configured:
         raise PrinterError(NO_PRINTER, code="no_printer", status=404)
+    return printer
+
+
+def _started() -> PrinterService:
+    """The printer service, set up or not (the set-up routes make it so)."""
+    printer = services().printer
+    if printer is None:
+        msg = "the appliance is still starting; try again in a moment"
+        raise PrinterError(msg, code="starting", status=503)
     return printer
 
 
@@ -54,10 +64,7 @@ async def printer_light(data: schema.LightRequest) -> tuple[dict[str, Any], int]
 @validate_response(schema.PrinterAnswer)
 async def printer_access_code(data: schema.AccessCodeRequest) -> dict[str, Any]:
     """Save the LAN access code (write-only: no route ever answers it) and reconnect with it."""
-    printer = services().printer
-    if printer is None:
-        msg = "the appliance is still starting; try again in a moment"
-        raise PrinterError(msg, code="starting", status=503)
+    printer = _started()
     await printer.set_access_code(data.accessCode)
     message = ("saved; the printer link reconnects with it now" if printer.configured else
                "saved; enter the printer's address and serial too")
@@ -70,10 +77,7 @@ async def printer_access_code(data: schema.AccessCodeRequest) -> dict[str, Any]:
 @validate_response(schema.PrinterAnswer)
 async def printer_address(data: schema.AddressRequest) -> dict[str, Any]:
     """Save the printer's address and serial (the Settings page) and connect to it now."""
-    printer = services().printer
-    if printer is None:
-        msg = "the appliance is still starting; try again in a moment"
-        raise PrinterError(msg, code="starting", status=503)
+    printer = _started()
     await printer.set_address(data.host, data.serial)
     message = (f"saved; connecting to {printer.host}" if printer.configured
                else "saved; no printer is linked now")
