@@ -51,9 +51,10 @@ PRINTER_OUT: Final = "printer2v"  # on connect and on change: the GET /api/print
 TRANSPORT_HEADROOM: Final = 2
 # Small events (readings, status, presence) waiting to go out; the oldest go first when full.
 OUTBOX_SIZE: Final = 1000
-# Open connections are re-checked this often against the database: a logout, a password change,
-# a deleted user or a revoked token (also from the CLI, another process) closes them within it.
-# One indexed lookup per connection; a household has a handful.
+# Open connections are re-checked the moment a session ends in this process (logout, a password
+# change or a user deleted on the web), within sessions.WATCH_S of any other commit (the CLI's
+# `user passwd`, `user del`, `token revoke`), and this often whatever happens (a session's maximum
+# age). Sessions come from memory (SessionCache); tokens are one indexed lookup each.
 RECHECK_S: Final = 2.0
 
 
@@ -130,7 +131,8 @@ class RelayChannels:
         self._unsubscribe: list[Callable[[], None]] = []
         self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(OUTBOX_SIZE)
         self._sender_task: asyncio.Task[None] | None = None
-        self._recheck_task: asyncio.Task[None] | None = None
+        self._recheck_tasks: list[asyncio.Task[None]] = []
+        self._recheck_due = asyncio.Event()
         self._idle = timedelta(seconds=settings.session_idle_timeout_s)
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
@@ -153,14 +155,17 @@ class RelayChannels:
         if ctx.printer.configured:
             self._unsubscribe.append(ctx.printer.subscribe(
                 lambda payload: self._broadcast(PRINTER_OUT, payload)))
+        self._unsubscribe.append(ctx.sessions.subscribe(self._recheck_due.set))
         self._sender_task = asyncio.create_task(self._sender())
-        self._recheck_task = asyncio.create_task(self._recheck_forever())
+        self._recheck_tasks = [asyncio.create_task(self._recheck_forever()),
+                               asyncio.create_task(self._recheck_every()),
+                               asyncio.create_task(ctx.sessions.watch(ctx.clock))]
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         tasks = [c.task for c in self._channels.values()]
-        tasks += [task for task in (self._sender_task, self._recheck_task) if task]
+        tasks += self._recheck_tasks + ([self._sender_task] if self._sender_task else [])
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -200,7 +205,8 @@ class RelayChannels:
         cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
         morsel = cookie.get("appliance_session")
         auth_id = self._load_session(morsel.value) if morsel else None
-        user = await user_for_session(ctx.db, auth_id, now=ctx.clock.wall(), idle=self._idle)
+        user = await user_for_session(ctx.db, auth_id, now=ctx.clock.wall(), idle=self._idle,
+                                      cache=ctx.sessions)
         if user is None:
             msg = "log in first, or send auth={token: ...}"
             raise socketio.exceptions.ConnectionRefusedError(msg, {"error": "unauthorized"})
@@ -233,10 +239,16 @@ class RelayChannels:
             with contextlib.suppress(asyncio.CancelledError):
                 await channel.task
 
-    async def _recheck_forever(self) -> None:
+    async def _recheck_every(self) -> None:
         clock = self._services().clock
         while True:
             await clock.sleep(RECHECK_S)
+            self._recheck_due.set()
+
+    async def _recheck_forever(self) -> None:
+        while True:
+            await self._recheck_due.wait()
+            self._recheck_due.clear()
             try:
                 await self.recheck()
             except Exception:
@@ -252,8 +264,8 @@ class RelayChannels:
                     alive = await token_alive(ctx.db, str(session.get("token_hash")))
                 else:
                     alive = await user_for_session(
-                        ctx.db, session.get("auth_id"), now=ctx.clock.wall(),
-                        idle=self._idle) is not None  # an open dashboard counts as use
+                        ctx.db, session.get("auth_id"), now=ctx.clock.wall(), idle=self._idle,
+                        cache=ctx.sessions) is not None  # an open dashboard counts as use
                 if not alive:
                     _LOGGER.info("Closing the Socket.IO connection of %s: its %s has ended",
                                  session.get("name"),
