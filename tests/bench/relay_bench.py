@@ -273,6 +273,14 @@ class Relay:
     def binary(self) -> bool:
         return self.name == "ours"
 
+    def cpu_s(self, pid: int) -> float:
+        """The relay's CPU seconds so far (goals.py adds its workers' children)."""
+        return proc_cpu_s(pid)
+
+    def side_cpu_s(self) -> float:
+        """CPU seconds of processes in front of the relay (goals.py: nginx); none here."""
+        return 0.0
+
     def env(self) -> dict[str, str]:
         return {**os.environ, "APPLIANCE_DATA_DIR": str(self.data_dir / "data"),
                 "APPLIANCE_CONFIG": str(self.data_dir / "none.toml"),
@@ -453,14 +461,16 @@ async def measure(relay: Relay, browsers_n: int, deflate: bool, limits: Limits,
                 browser.received.clear()
                 browser.last_seq = -1
 
-            cpu_server0, cpu_client0, busy0 = proc_cpu_s(pid), self_cpu_s(), machine_busy_s()
+            cpu_server0, cpu_client0, busy0 = relay.cpu_s(pid), self_cpu_s(), machine_busy_s()
+            cpu_side0 = relay.side_cpu_s()
             _nonce, sent, publish_end = await publish_run(publisher, browsers, frames, limits=limits)
             final = len(sent) - 1
             complete = await wait_until(lambda: all(b.last_seq == final for b in browsers),
                                         limits.drain_s)
             end = time.perf_counter_ns()
-            cpu_server, cpu_client = proc_cpu_s(pid) - cpu_server0, self_cpu_s() - cpu_client0
-            cpu_other = max(0.0, machine_busy_s() - busy0 - cpu_server - cpu_client)
+            cpu_server, cpu_client = relay.cpu_s(pid) - cpu_server0, self_cpu_s() - cpu_client0
+            cpu_side = relay.side_cpu_s() - cpu_side0
+            cpu_other = max(0.0, machine_busy_s() - busy0 - cpu_server - cpu_client - cpu_side)
             peak_rss = proc_status_mb(pid, "VmHWM")
             stats_after = await relay.server_stats(base, headers)
             # A browser whose reader ended before we closed it was disconnected by the relay.
@@ -501,6 +511,7 @@ async def measure(relay: Relay, browsers_n: int, deflate: bool, limits: Limits,
                        "mean": statistics.fmean(latencies) if latencies else float("nan")},
         "server_cpu_pct": 100 * cpu_server / window_s,
         "client_cpu_pct": 100 * cpu_client / window_s,
+        "side_cpu_pct": 100 * cpu_side / window_s,  # nginx in front, when there is one
         "other_cpu_pct": 100 * cpu_other / window_s,  # everything else, kernel work included
         "server_peak_rss_mb": peak_rss,
     }
