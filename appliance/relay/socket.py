@@ -4,7 +4,8 @@ devices2v on connect and presence2v on every change).
 Who may connect: a publisher with a token (``auth={"token": ...}``) or a browser with its login
 cookie from an allowed origin. Frames go to each browser through a one-slot mailbox: a browser
 that has not drained its previous frame gets only the newest one (latest frame wins), so a slow
-phone never makes the server buffer frames.
+phone never makes the server buffer frames. A frame is encoded once (its Engine.IO packets) for
+every browser it reaches: at 50 browsers, encoding per browser was the relay's largest cost.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import socketio
+from engineio import packet as eio_packet
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from appliance import schema
@@ -84,17 +86,22 @@ def _payload(model: BaseModel) -> dict[str, Any]:
     return model.model_dump()
 
 
+# A frame as it goes out: its Engine.IO packets (the event, then the image as an attachment).
+Encoded = list[eio_packet.Packet]
+
+
 class _BrowserChannel:
     """Frames to one browser: at most one in flight, one waiting; newer frames replace waiting."""
 
-    def __init__(self, relay: RelayChannels, sid: str) -> None:
+    def __init__(self, relay: RelayChannels, sid: str, eio_sid: str) -> None:
         self._relay = relay
         self.sid = sid
-        self._waiting: dict[str, Any] | None = None
+        self._eio_sid = eio_sid
+        self._waiting: Encoded | None = None
         self._wake = asyncio.Event()
         self.task = asyncio.create_task(self._run())
 
-    def offer(self, frame: dict[str, Any]) -> None:
+    def offer(self, frame: Encoded) -> None:
         if self._waiting is not None:
             self._relay.service.stats.frames_dropped += 1
         self._waiting = frame
@@ -107,7 +114,8 @@ class _BrowserChannel:
             frame, self._waiting = self._waiting, None
             if frame is None:
                 continue
-            await self._relay.sio.emit(IMAGE_OUT, frame, to=self.sid)
+            for part in frame:
+                await self._relay.sio.eio.send_packet(self._eio_sid, part)
             queue = self._relay.outgoing_queue(self.sid)
             if queue is not None:
                 await queue.join()  # the transport has taken this frame: the next may go
@@ -213,7 +221,7 @@ class RelayChannels:
         await self.sio.save_session(sid, {"role": "browser", "name": user.username,
                                           "auth_id": auth_id})
         await self.sio.enter_room(sid, BROWSERS)
-        self._channels[sid] = _BrowserChannel(self, sid)
+        self._channels[sid] = _BrowserChannel(self, sid, self.sio.manager.eio_sid_from_sid(sid, "/"))
         # Runs after this handler returns, when the client has its CONNECT packet.
         self.sio.start_background_task(self._greet, sid)
 
@@ -230,7 +238,7 @@ class RelayChannels:
             await self.sio.emit(PRINTER_OUT, ctx.printer.payload(), to=sid)
         channel = self._channels.get(sid)
         if latest.image and channel:
-            channel.offer(_outgoing(latest.image)[1])
+            channel.offer(self._encoded(*_outgoing(latest.image)))
 
     async def _disconnect(self, sid: str, *_reason: Any) -> None:
         channel = self._channels.pop(sid, None)
@@ -309,10 +317,19 @@ class RelayChannels:
     def _on_relay(self, event: RelayEvent) -> None:
         name, payload = _outgoing(event)
         if name == IMAGE_OUT:
-            for channel in list(self._channels.values()):
-                channel.offer(payload)
+            if self._channels:
+                encoded = self._encoded(name, payload)
+                for channel in list(self._channels.values()):
+                    channel.offer(encoded)
             return
         self._broadcast(name, payload)
+
+    def _encoded(self, event: str, payload: dict[str, Any]) -> Encoded:
+        """An event's Engine.IO packets, as python-socketio's emit builds them for a room."""
+        parts = self.sio.packet_class(socketio.packet.EVENT, namespace="/",
+                                      data=[event, payload]).encode()
+        return [eio_packet.Packet(eio_packet.MESSAGE, part)
+                for part in (parts if isinstance(parts, list) else [parts])]
 
     def _on_presence(self, address: str, view: BeaconView | None) -> None:
         ctx = self._services()
