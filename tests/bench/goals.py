@@ -48,6 +48,7 @@ HERE = rb.HERE
 REPO = rb.REPO
 NGINX_ROLE = REPO / "ansible" / "roles" / "nginx"
 REFERENCE_VENV = REPO / "build" / "bench" / "reference-venv"
+PRODUCTION_VENV = REPO / "build" / "bench" / "production-venv"
 REFERENCE_REQUIREMENTS = HERE / "requirements-reference.txt"
 
 # The issue's goals.
@@ -327,7 +328,7 @@ class Goal:
 
 async def rest_goal(args: argparse.Namespace, work: Path, cpus: set[int] | None) -> tuple[
         Goal, dict[str, Any]]:
-    target = Target("ours", work, "", cpus)
+    target = Target("ours", work, "", cpus, python=args.python)
     hellos = []
     for flags in ([], ["--quart"]):
         port = rb.free_port()
@@ -359,7 +360,8 @@ async def relay_goals(args: argparse.Namespace, work: Path, token: str,
     for name, via in (("ours", False), ("ours", True), ("reference", True), ("reference", False)):
         key = f"{name}{' via nginx' if via else ''}"
         print(f"  relay {key:<22} {n} browsers ...", end="", flush=True)
-        rows[key] = await measure_target(Target(name, work, token, cpus, via_nginx=via, work=work),
+        rows[key] = await measure_target(Target(name, work, token, cpus, python=args.python,
+                                                via_nginx=via, work=work),
                                          n, limits, frames)
         print(f" {rows[key]['fps_per_browser_mean']:6.1f} fps/browser", flush=True)
     print(f"  relay {'raw websockets':<22} {n} browsers ...", end="", flush=True)
@@ -393,7 +395,7 @@ async def relay_goals(args: argparse.Namespace, work: Path, token: str,
 async def write_goal(args: argparse.Namespace, work: Path, token: str,
                      cpus: set[int] | None) -> tuple[Goal, dict[str, Any]]:
     """A publisher at ``--write-rate`` frames/s to one browser, default settings: write_bytes."""
-    target = Target("ours", work, token, cpus)
+    target = Target("ours", work, token, cpus, python=args.python)
     frames = rb.Frames(args.frame_bytes)
     async with target.running("writes") as (base, pid):
         headers = await target.browser_auth(base)
@@ -440,9 +442,9 @@ async def pair_beacons(data_dir: Path, count: int) -> None:
         await db.close()
 
 
-def import_time_ms(module: str, top: int = 4) -> tuple[float, list[tuple[str, float]]]:
+def import_time_ms(python: str, module: str, top: int = 4) -> tuple[float, list[tuple[str, float]]]:
     """``-X importtime`` of one module in a fresh interpreter: total ms, the heaviest packages."""
-    stderr = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
+    stderr = subprocess.run([python, "-X", "importtime", "-c", f"import {module}"],
                             capture_output=True, text=True, check=True, cwd=REPO).stderr
     cumulative: dict[str, float] = {}
     for line in stderr.splitlines():
@@ -458,7 +460,7 @@ def import_time_ms(module: str, top: int = 4) -> tuple[float, list[tuple[str, fl
 
 async def startup_goals(args: argparse.Namespace, work: Path, cpus: set[int] | None) -> tuple[
         list[Goal], dict[str, Any]]:
-    target = Target("ours", work, "", cpus)
+    target = Target("ours", work, "", cpus, python=args.python)
     await pair_beacons(work / "data", PAIRED_BEACONS)
     port = rb.free_port()
     async with spawned([sys.executable, str(HERE / "hello_app.py"), "--port", str(port)],
@@ -471,7 +473,7 @@ async def startup_goals(args: argparse.Namespace, work: Path, cpus: set[int] | N
                        cpus=cpus) as (pid, ready_s):
         await asyncio.sleep(args.idle_seconds)
         rss = rb.proc_status_mb(pid, "VmRSS")
-    total, heavy = import_time_ms("appliance.app")
+    total, heavy = import_time_ms(args.python, "appliance.app")
     heavy_text = ", ".join(f"{name} {ms:.0f}" for name, ms in heavy)
     goals = [
         Goal("start-up: spawn to /health 200", f"{ready_s:.2f} s", f"hello-world {hello_s:.2f} s",
@@ -503,18 +505,25 @@ def report(goals: list[Goal]) -> str:
     return "\n".join(lines)
 
 
-def ensure_reference_venv() -> None:
-    """The reference relay's own venv, from its pinned requirements (once; pip's cache after)."""
-    stamp = REFERENCE_VENV / ".requirements"
-    wanted = REFERENCE_REQUIREMENTS.read_text()
-    if stamp.exists() and stamp.read_text() == wanted:
-        return
-    print("creating the reference relay's venv (build/bench/reference-venv) ...", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear",
-                    str(REFERENCE_VENV)], check=True)
-    subprocess.run([str(REFERENCE_VENV / "bin" / "pip"), "install", "--quiet",
-                    "--disable-pip-version-check", "-r", str(REFERENCE_REQUIREMENTS)], check=True)
-    stamp.write_text(wanted)
+def ensure_venv(venv: Path, pip_args: list[str], recipe: str) -> str:
+    """A venv of its own for a server under test, made once (and again when ``recipe``, the
+    text of what it is made from, changes); returns its python."""
+    stamp = venv / ".recipe"
+    if not (stamp.exists() and stamp.read_text() == recipe):
+        print(f"creating {venv.relative_to(REPO)} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet",
+                        "--disable-pip-version-check", *pip_args], check=True, cwd=REPO)
+        stamp.write_text(recipe)
+    return str(venv / "bin" / "python")
+
+
+def production_python() -> str:
+    """The app as the image installs it: its dependencies only, pinned by constraints.txt (the
+    dev venv also holds test tools, e.g. requests, that python-socketio imports when present:
+    about 4 MB of RSS the Pi does not have). Editable, so it runs this work tree's code."""
+    recipe = (REPO / "constraints.txt").read_text() + (REPO / "pyproject.toml").read_text()
+    return ensure_venv(PRODUCTION_VENV, ["-c", "constraints.txt", "-e", "."], recipe)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -574,7 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
     if "relay" in args.only:
-        ensure_reference_venv()
+        ensure_venv(REFERENCE_VENV, ["-r", str(REFERENCE_REQUIREMENTS)],
+                    REFERENCE_REQUIREMENTS.read_text())
+    args.python = production_python()
     started = datetime.now(UTC)
     print(f"goals of issue 14: {args.seconds:g} s a point, {args.browsers} browsers; servers on CPU "
           f"{sorted(server_cpus or [])}, clients on {sorted(client_cpus or [])}; load "
