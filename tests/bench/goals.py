@@ -536,8 +536,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--drain", type=float, default=3.0, help="relay drain time (3 s)")
     parser.add_argument("--connections", type=int, default=8, help="REST clients at once (8)")
     parser.add_argument("--write-rate", type=float, default=2.0, help="frames/s for writes (2)")
-    parser.add_argument("--write-seconds", type=float, default=12.0,
-                        help="seconds of publishing for writes (12: more than one image_delay)")
+    parser.add_argument("--write-seconds", type=float, default=30.0,
+                        help="seconds of publishing for writes (30: three image_delays)")
     parser.add_argument("--idle-seconds", type=float, default=3.0,
                         help="idle time before RSS is read (3 s)")
     parser.add_argument("--frame-bytes", type=int, default=rb.FRAME_BYTES)
