@@ -36,7 +36,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jinja2
 import yaml
 from websockets.asyncio.client import connect as ws_connect
@@ -82,46 +81,6 @@ def write_bytes(pid: int) -> int:
     return 0
 
 
-@contextlib.asynccontextmanager
-async def spawned(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path = REPO,
-                  health: str, uds: str | None = None, cpus: set[int] | None = None,
-                  log: Path | None = None) -> AsyncIterator[tuple[int, float]]:
-    """A server process, ready: (pid, seconds from spawn to its ``health`` URL answering 200).
-    Its output goes to ``log`` when given (the reference's eventlet is chatty), else to ours."""
-    spawned_at = time.perf_counter()
-    sink = log.open("ab") if log else None
-    proc = await asyncio.create_subprocess_exec(*argv, env=env or dict(os.environ), cwd=cwd,
-                                                stdout=sink or subprocess.DEVNULL, stderr=sink)
-    try:
-        if cpus:
-            os.sched_setaffinity(proc.pid, cpus)
-        transport = httpx.AsyncHTTPTransport(uds=uds) if uds else None
-        async with httpx.AsyncClient(transport=transport) as client:
-            deadline = time.monotonic() + rb.STARTUP_TIMEOUT_S
-            while True:
-                if proc.returncode is not None:
-                    msg = f"{argv[:3]} exited with status {proc.returncode} at start-up"
-                    raise RuntimeError(msg)
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get(health)).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    msg = f"{argv[:3]} did not answer {health} within {rb.STARTUP_TIMEOUT_S} s"
-                    raise RuntimeError(msg)
-                await asyncio.sleep(0.02)
-        yield proc.pid, time.perf_counter() - spawned_at
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        if sink:
-            sink.close()
-
-
 def nginx_binary() -> str:
     path = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/bin")
     if path is None:
@@ -164,7 +123,7 @@ async def nginx_in_front(work: Path, app_socket: Path, cpus: set[int] | None,
     port = rb.free_port()
     conf = render_nginx(work, port, app_socket)
     base = f"http://127.0.0.1:{port}"
-    async with spawned([nginx_binary(), "-c", str(conf), "-g", "daemon off;"],
+    async with rb.spawned([nginx_binary(), "-c", str(conf), "-g", "daemon off;"],
                        health=f"{base}/health", cpus=cpus) as (pid, _ready):
         yield base, pid
 
@@ -208,7 +167,7 @@ class Target(rb.Relay):
         log = self.work / f"{self.name}.log" if self.name != "ours" else None
         if socket_path:
             socket_path.unlink(missing_ok=True)
-            async with spawned(argv, env=env, cwd=cwd, health="http://app/health",
+            async with rb.spawned(argv, env=env, cwd=cwd, health="http://app/health",
                                uds=str(socket_path), cpus=self.server_cpus, log=log,
                                ) as (pid, _ready), \
                     nginx_in_front(self.work, socket_path, self.server_cpus) as (base, nginx):
@@ -216,7 +175,7 @@ class Target(rb.Relay):
                 yield base, pid
         else:
             base = f"http://127.0.0.1:{port}"
-            async with spawned(argv, env=env, cwd=cwd, health=f"{base}/health",
+            async with rb.spawned(argv, env=env, cwd=cwd, health=f"{base}/health",
                                cpus=self.server_cpus, log=log) as (pid, _ready):
                 self.side_pids = []
                 yield base, pid
@@ -238,7 +197,7 @@ async def measure_raw(n: int, limits: rb.Limits, frames: rb.Frames,
     """The raw websockets relay: the same publisher pacing, frames as bare binary messages."""
     port = rb.free_port()
     base = f"ws://127.0.0.1:{port}"
-    async with spawned([sys.executable, str(HERE / "raw_relay.py"), "--port", str(port)],
+    async with rb.spawned([sys.executable, str(HERE / "raw_relay.py"), "--port", str(port)],
                        health=f"http://127.0.0.1:{port}/health", cpus=cpus) as (pid, _ready):
         viewers = [await ws_connect(f"{base}/view", max_size=None, compression=None,
                                     ping_interval=None) for _ in range(n)]
@@ -332,7 +291,7 @@ async def rest_goal(args: argparse.Namespace, work: Path, cpus: set[int] | None)
     hellos = []
     for flags in ([], ["--quart"]):
         port = rb.free_port()
-        async with spawned([sys.executable, str(HERE / "hello_app.py"), "--port", str(port),
+        async with rb.spawned([sys.executable, str(HERE / "hello_app.py"), "--port", str(port),
                             *flags], health=f"http://127.0.0.1:{port}/", cpus=cpus):
             hellos.append(await requests_per_s(port, "/", {}, connections=args.connections,
                                                seconds=args.seconds))
@@ -463,13 +422,13 @@ async def startup_goals(args: argparse.Namespace, work: Path, cpus: set[int] | N
     target = Target("ours", work, "", cpus, python=args.python)
     await pair_beacons(work / "data", PAIRED_BEACONS)
     port = rb.free_port()
-    async with spawned([sys.executable, str(HERE / "hello_app.py"), "--port", str(port)],
+    async with rb.spawned([sys.executable, str(HERE / "hello_app.py"), "--port", str(port)],
                        health=f"http://127.0.0.1:{port}/", cpus=cpus) as (pid, hello_s):
         await asyncio.sleep(args.idle_seconds)
         hello_rss = rb.proc_status_mb(pid, "VmRSS")
     port = rb.free_port()
     argv, env, cwd = target.server_command(None, port)  # as the relay rows
-    async with spawned(argv, env=env, cwd=cwd, health=f"http://127.0.0.1:{port}/health",
+    async with rb.spawned(argv, env=env, cwd=cwd, health=f"http://127.0.0.1:{port}/health",
                        cpus=cpus) as (pid, ready_s):
         await asyncio.sleep(args.idle_seconds)
         rss = rb.proc_status_mb(pid, "VmRSS")

@@ -260,6 +260,46 @@ def self_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+@contextlib.asynccontextmanager
+async def spawned(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path = REPO,
+                  health: str, uds: str | None = None, cpus: set[int] | None = None,
+                  log: Path | None = None) -> AsyncIterator[tuple[int, float]]:
+    """A server process, ready: (pid, seconds from spawn to its ``health`` URL answering 200).
+    Its output goes to ``log`` when given (the reference's eventlet is chatty), else to ours."""
+    spawned_at = time.perf_counter()
+    sink = log.open("ab") if log else None
+    proc = await asyncio.create_subprocess_exec(*argv, env=env or dict(os.environ), cwd=cwd,
+                                                stdout=sink or subprocess.DEVNULL, stderr=sink)
+    try:
+        if cpus:
+            os.sched_setaffinity(proc.pid, cpus)
+        transport = httpx.AsyncHTTPTransport(uds=uds) if uds else None
+        async with httpx.AsyncClient(transport=transport) as client:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while True:
+                if proc.returncode is not None:
+                    msg = f"{argv[:3]} exited with status {proc.returncode} at start-up"
+                    raise RuntimeError(msg)
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get(health)).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    msg = f"{argv[:3]} did not answer {health} within {STARTUP_TIMEOUT_S} s"
+                    raise RuntimeError(msg)
+                await asyncio.sleep(0.02)
+        yield proc.pid, time.perf_counter() - spawned_at
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if sink:
+            sink.close()
+
+
 @dataclass
 class Relay:
     name: str  # "ours" or "baseline"
@@ -298,34 +338,10 @@ class Relay:
     async def running(self, label: str) -> AsyncIterator[tuple[str, int]]:
         """A fresh server process for one measurement: (base URL, pid)."""
         port = free_port()
-        proc = await asyncio.create_subprocess_exec(*self.command(port, label), env=self.env(),
-                                                    cwd=REPO)
-        try:
-            if self.server_cpus:
-                os.sched_setaffinity(proc.pid, self.server_cpus)
-            base = f"http://127.0.0.1:{port}"
-            async with httpx.AsyncClient() as client:
-                deadline = time.monotonic() + STARTUP_TIMEOUT_S
-                while True:
-                    if proc.returncode is not None:
-                        msg = f"{self.name} relay exited with status {proc.returncode} at start-up"
-                        raise RuntimeError(msg)
-                    with contextlib.suppress(httpx.TransportError):
-                        if (await client.get(f"{base}/health")).status_code == 200:
-                            break
-                    if time.monotonic() > deadline:
-                        msg = f"{self.name} relay did not answer /health within {STARTUP_TIMEOUT_S} s"
-                        raise RuntimeError(msg)
-                    await asyncio.sleep(0.05)
-            yield base, proc.pid
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 20)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+        base = f"http://127.0.0.1:{port}"
+        async with spawned(self.command(port, label), env=self.env(), health=f"{base}/health",
+                           cpus=self.server_cpus) as (pid, _ready):
+            yield base, pid
 
     async def browser_auth(self, base: str) -> dict[str, str]:
         """Headers a logged-in browser sends (ours); the baseline has no login."""
