@@ -25,7 +25,7 @@ STAMP := $(VENV)/.installed
 VENDOR := appliance/web/static/vendor
 VENDOR_JS := $(VENDOR)/socket.io.min.js
 
-.PHONY: help system-packages setup run test pytest lint bench firmware-test firmware-size firmware firmware-sim flash \
+.PHONY: help system-packages setup run test pytest lint bench bench-relay firmware-test firmware-size firmware firmware-sim flash \
   flash-beacons wheel hil-test constraints clean
 
 help: ## list the targets
@@ -116,7 +116,12 @@ hil-test: setup firmware-sim $(if $(filter virtual,$(RIG)),twin) ## hardware-in-
 	$(BIN)/python -m pytest tests/hil -p no:cacheprovider -v --lg-env tests/hil/rigs/$(RIG).yaml \
 	  --junitxml=$(HIL_REPORT) -o junit_suite_name=hil-$(RIG) -o junit_family=xunit2 $(HIL_ARGS)
 
-bench: setup ## relay throughput/latency vs a base64 baseline; numbers in build/bench/
+# BENCH_ARGS: e.g. --only rest,relay --browsers 10 --seconds 8 (tests/bench/goals.py --help).
+BENCH_ARGS ?=
+bench: setup ## issue 14's goals beside their anchors (REST, relay, nginx, writes, start-up, RSS); build/bench/
+	$(BIN)/python tests/bench/goals.py --out build/bench $(BENCH_ARGS)
+
+bench-relay: setup ## the full relay table (1, 10, 50 browsers, deflate on and off); build/bench/
 	$(BIN)/python tests/bench/relay_bench.py --out build/bench
 
 # The one wheel build, for `make wheel`, the image and ansible/site.yml (group_vars/all.yml looks

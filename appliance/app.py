@@ -13,6 +13,7 @@ from quart_schema import QuartSchema
 
 from appliance import __version__, schema
 from appliance.auth import accounts, secret_key
+from appliance.auth.sessions import SessionCache
 from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock, SystemClock
 from appliance.presence.radio import Radio, make_radio
@@ -134,7 +135,7 @@ def create_app(
         presence = PresenceService(settings, db, chosen, clock, radio_name=settings.radio)
         relay = RelayService(settings, db, clock)
         services = app.extensions[EXTENSION_KEY] = Services(
-            settings=settings, clock=clock, db=db, presence=presence,
+            settings=settings, clock=clock, db=db, sessions=SessionCache(db), presence=presence,
             relay=relay, printer=PrinterService(settings, relay, clock, time_format=schema.api_time),
             throttle=LoginThrottle(
                 max_failures=settings.login_max_failures,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from appliance.auth.sessions import SessionCache
 from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock
 from appliance.presence.service import PresenceService
@@ -24,6 +25,7 @@ class Services:
     clock: Clock
     throttle: LoginThrottle
     db: Database
+    sessions: SessionCache  # login sessions from memory, forgotten at every database change
     presence: PresenceService
     relay: RelayService
     printer: PrinterService  # a printer link that says so when no printer is set up

@@ -25,6 +25,7 @@ from quart_schema import validate_response
 
 from appliance import schema
 from appliance.app import create_app
+from appliance.auth import accounts
 from appliance.store import readings
 from appliance.store.db import Database
 from appliance.web.guard import is_public, public
@@ -486,6 +487,18 @@ async def test_logout_ends_the_session_on_the_server(logged_in: Env) -> None:
     replay = await logged_in.client.get(f"{logged_in.base}/api/session",
                                         headers={"Cookie": old_cookie})
     assert replay.status_code == 401 and replay.json()["error"] == "unauthorized"
+
+
+async def test_a_cli_password_change_ends_a_session_checked_from_memory(logged_in: Env) -> None:
+    for _ in range(2):  # the session is now in the app's cache
+        assert (await logged_in.client.get(f"{logged_in.base}/devices")).status_code == 200
+    cli = await Database.open(logged_in.data_dir / "appliance.db")  # `appliance user passwd`
+    try:
+        await accounts.set_password(cli, "alice", "another fine password")
+    finally:
+        await cli.close()
+    # No time passes on the app's clock: the very next request sees the change.
+    assert (await logged_in.client.get(f"{logged_in.base}/devices")).status_code == 401
 
 
 @pytest.mark.parametrize("app_env", [{"session_idle_timeout_s": 600}], indirect=True)

@@ -17,6 +17,7 @@ from appliance.app import create_app
 from appliance.auth import accounts, secret_key
 from appliance.auth.passwords import hash_password, verify_password
 from appliance.auth.policy import PolicyError, check_name, check_password
+from appliance.auth.sessions import SessionCache
 from appliance.auth.throttle import (
     MAX_KEYS,
     USER_CEILING_FACTOR,
@@ -27,6 +28,7 @@ from appliance.auth.throttle import (
 from appliance.auth.tokens import bearer_token, new_token, token_hash
 from appliance.errors import ConfigError
 from appliance.schema import NewToken, NewUser
+from appliance.store import sessions as session_store
 from appliance.store.db import Database
 from appliance_sim.radio import VirtualRadio
 
@@ -159,6 +161,41 @@ async def test_password_change_and_deletion_end_existing_sessions(tmp_path: Path
     assert await accounts.user_for_session(db, "garbage", now=NOW, idle=idle) is None
     with pytest.raises(PolicyError, match="1-64 letters"):
         await accounts.add_user(db, "bad name!", "some password", now=NOW)
+    await db.close()
+
+
+async def test_cached_sessions_end_the_moment_any_connection_commits(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "a.db")
+    cli = await Database.open(tmp_path / "a.db")  # another process: `appliance user passwd`
+    cache = SessionCache(db)
+    heard: list[str] = []
+    cache.subscribe(lambda: heard.append("ended"))
+    idle = timedelta(hours=1)
+    user = await accounts.add_user(db, "alice", "first password", now=NOW)
+    sid = await accounts.start_session(db, user, now=NOW)
+    assert await accounts.user_for_session(db, sid, now=NOW, idle=idle, cache=cache) == user
+    session, _version = cache.get(token_hash(sid))
+    assert session is not None and session.user == user  # served from memory from now on
+    await accounts.set_password(cli, "alice", "second password")
+    assert await accounts.user_for_session(db, sid, now=NOW, idle=idle, cache=cache) is None
+    # A session read before a commit and kept after it could be stale: it is not kept.
+    again = await accounts.start_session(db, user, now=NOW)
+    _missing, before = cache.get(token_hash(again))
+    read = await session_store.get(db, token_hash(again))
+    await accounts.end_session(cli, again)
+    assert read is not None and cache.get(token_hash(again))[0] is None
+    cache.put(read, before)
+    assert cache.get(token_hash(again))[0] is None
+    assert await accounts.user_for_session(db, again, now=NOW, idle=idle, cache=cache) is None
+    # Ends in this process are told to the listeners at once; idle ends from memory too.
+    idler = await accounts.start_session(db, user, now=NOW)
+    alive = await accounts.user_for_session(db, idler, now=NOW, idle=idle, cache=cache)
+    assert alive is not None and alive.username == "alice" and heard == []
+    later = NOW + idle + timedelta(seconds=1)
+    assert await accounts.user_for_session(db, idler, now=later, idle=idle, cache=cache) is None
+    assert heard == ["ended"]
+    assert await session_store.get(db, token_hash(idler)) is None
+    await cli.close()
     await db.close()
 
 

@@ -10,9 +10,10 @@ import httpx
 import pytest
 import socketio
 from conftest import B1, Env
-from helpers import Browser, add_token, add_user, make_jpeg_like, make_png, wait_for
+from helpers import PASSWORD, Browser, add_token, add_user, make_jpeg_like, make_png, wait_for
 
 from appliance.auth import accounts
+from appliance.auth.sessions import WATCH_S
 from appliance.relay.socket import RECHECK_S
 from appliance.store.db import Database
 
@@ -271,20 +272,49 @@ async def test_events_and_rest_share_one_model_and_its_messages(
     assert (await publisher.call("status", {"status": "Zürich 🖨 ok"}))["ok"] is True
 
 
-async def _closed_by_recheck(app_env: Env, client: socketio.AsyncClient, what: str) -> None:
-    """The channels re-check open connections every RECHECK_S on the app's clock."""
-    def advanced_and_closed() -> bool:
-        app_env.clock.advance(RECHECK_S)
-        return not client.connected
-
-    await wait_for(advanced_and_closed, what=what)
+async def _closed_without_time_passing(client: socketio.AsyncClient, what: str) -> None:
+    """The app's clock stands still: no periodic re-check can have closed it."""
+    await wait_for(lambda: not client.connected, what=what)
 
 
-async def test_logout_closes_the_sessions_open_sockets(logged_in: Env) -> None:
+async def test_logout_closes_the_sessions_open_sockets_at_once(logged_in: Env) -> None:
     browser = await connect_browser(logged_in)
     assert browser.client.connected
     assert (await logged_in.client.delete(f"{logged_in.base}/api/session")).status_code == 200
-    await _closed_by_recheck(logged_in, browser.client, "the browser's socket to close")
+    await _closed_without_time_passing(browser.client, "the browser's socket to close")
+
+
+async def test_web_password_change_and_deletion_close_sockets_at_once(logged_in: Env) -> None:
+    await add_user(logged_in.data_dir, "bob")
+    bob = httpx.AsyncClient(timeout=10)
+    assert (await bob.post(f"{logged_in.base}/api/session",
+                           json={"username": "bob", "password": PASSWORD})).status_code == 200
+    bobs = Browser()
+    await bobs.client.connect(logged_in.base, transports=["websocket"], wait_timeout=10, headers={
+        "Cookie": f"appliance_session={bob.cookies['appliance_session']}",
+        "Origin": logged_in.base})
+    alices = await connect_browser(logged_in)
+    base = logged_in.base
+    changed = await logged_in.client.put(f"{base}/api/users/bob/password",
+                                         json={"password": "bob's new password"})
+    assert changed.status_code == 200
+    await _closed_without_time_passing(bobs.client, "bob's socket to close after the change")
+    assert alices.client.connected  # alice's own session goes on
+    await add_user(logged_in.data_dir, "carol")
+    assert (await logged_in.login("carol")).status_code == 200
+    carols = await connect_browser(logged_in)
+    assert (await bob.post(f"{base}/api/session", json={
+        "username": "bob", "password": "bob's new password"})).status_code == 200
+    assert (await bob.delete(f"{base}/api/users/carol")).status_code == 200
+    await _closed_without_time_passing(carols.client, "carol's socket to close after user del")
+    await bob.aclose()
+
+
+async def _closed_within_one_watch(env: Env, client: socketio.AsyncClient, what: str) -> None:
+    """Another process's commit is seen within sessions.WATCH_S, well before RECHECK_S."""
+    assert WATCH_S < RECHECK_S
+    env.clock.advance(WATCH_S)
+    await _closed_without_time_passing(client, what)
 
 
 async def test_cli_password_change_and_deletion_close_browser_sockets(logged_in: Env) -> None:
@@ -292,14 +322,23 @@ async def test_cli_password_change_and_deletion_close_browser_sockets(logged_in:
     db = await Database.open(logged_in.data_dir / "appliance.db")  # as `appliance user passwd`
     try:
         await accounts.set_password(db, "alice", "a brand new password")
-        await _closed_by_recheck(logged_in, browser.client, "the socket to close after passwd")
+        await _closed_within_one_watch(logged_in, browser.client, "the socket to close (passwd)")
         await add_user(logged_in.data_dir, "bob")
         assert (await logged_in.login("bob")).status_code == 200
         bobs = await connect_browser(logged_in)
         await accounts.delete_user(db, "bob")  # as `appliance user del`
-        await _closed_by_recheck(logged_in, bobs.client, "the socket to close after user del")
+        await _closed_within_one_watch(logged_in, bobs.client, "the socket to close (user del)")
     finally:
         await db.close()
+
+
+async def test_a_session_past_its_maximum_age_closes_its_open_socket(logged_in: Env) -> None:
+    browser = await connect_browser(logged_in)
+    logged_in.clock.advance(RECHECK_S)  # an ordinary re-check: still alive
+    await wait_for(lambda: logged_in.clock.sleepers >= 3, what="the re-check to sleep again")
+    assert browser.client.connected
+    logged_in.clock.advance(accounts.SESSION_MAX_AGE.total_seconds())
+    await _closed_without_time_passing(browser.client, "the socket of a 30-day-old session")
 
 
 async def test_revoked_token_stops_publishing_on_its_open_connection(logged_in: Env) -> None:
@@ -312,4 +351,4 @@ async def test_revoked_token_stops_publishing_on_its_open_connection(logged_in: 
         await accounts.revoke_token(db, "camera")
     finally:
         await db.close()
-    await _closed_by_recheck(logged_in, publisher, "the publisher's socket to close")
+    await _closed_within_one_watch(logged_in, publisher, "the publisher's socket to close")

@@ -8,6 +8,7 @@ from typing import Final
 
 from appliance.auth.passwords import hash_password, verify_password
 from appliance.auth.policy import check_name, check_token_name
+from appliance.auth.sessions import SessionCache
 from appliance.auth.tokens import new_token, token_hash
 from appliance.errors import ApplianceError
 from appliance.store import sessions as session_store
@@ -46,15 +47,24 @@ async def start_session(db: Database, user: User, *, now: datetime) -> str:
 
 async def user_for_session(
     db: Database, auth_id: str | None, *, now: datetime, idle: timedelta, touch: bool = True,
+    cache: SessionCache | None = None,
 ) -> User | None:
-    """The user of a live session; an idle or too old one ends here."""
+    """The user of a live session; an idle or too old one ends here. With ``cache``, a session
+    already seen since the database last changed costs no query."""
     if not auth_id:
         return None
-    session = await session_store.get(db, token_hash(auth_id))
+    id_hash = token_hash(auth_id)
+    session, version = cache.get(id_hash) if cache else (None, 0)
     if session is None:
-        return None
+        session = await session_store.get(db, id_hash)
+        if session is None:
+            return None
+        if cache:
+            cache.put(session, version)
     if now - session.last_used_at > idle or now - session.created_at > SESSION_MAX_AGE:
         await session_store.delete(db, session.id_hash)
+        if cache:
+            cache.ended()
         return None
     if touch and now - session.last_used_at > SESSION_TOUCH_INTERVAL:
         await session_store.touch(db, session.id_hash, now)

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+import functools
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from appliance.auth.policy import MAX_PASSWORD_LEN, check_password
 
-# Compared against when the user does not exist, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH: Final = generate_password_hash("not a real password", method="scrypt")
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Compared against when the user does not exist, so a wrong name costs as long as a wrong
+    password. Made on first use, off the event loop: at import it cost every start-up (and every
+    CLI command) one scrypt, 50-170 ms here and far more on the Pi."""
+    return generate_password_hash("not a real password", method="scrypt")
+
+
+def _check(password_hash: str | None, password: str) -> bool:
+    return check_password_hash(password_hash or _dummy_hash(), password)
 
 
 async def hash_password(password: str) -> str:
@@ -22,5 +31,5 @@ async def hash_password(password: str) -> str:
 async def verify_password(password_hash: str | None, password: str) -> bool:
     if len(password) > MAX_PASSWORD_LEN:
         return False
-    matches = await asyncio.to_thread(check_password_hash, password_hash or _DUMMY_HASH, password)
+    matches = await asyncio.to_thread(_check, password_hash, password)
     return matches and password_hash is not None

@@ -4,7 +4,8 @@ devices2v on connect and presence2v on every change).
 Who may connect: a publisher with a token (``auth={"token": ...}``) or a browser with its login
 cookie from an allowed origin. Frames go to each browser through a one-slot mailbox: a browser
 that has not drained its previous frame gets only the newest one (latest frame wins), so a slow
-phone never makes the server buffer frames.
+phone never makes the server buffer frames. A frame is encoded once (its Engine.IO packets) for
+every browser it reaches: at 50 browsers, encoding per browser was the relay's largest cost.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import socketio
+from engineio import packet as eio_packet
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from appliance import schema
@@ -50,9 +52,10 @@ PRINTER_OUT: Final = "printer2v"  # on connect and on change: the GET /api/print
 TRANSPORT_HEADROOM: Final = 2
 # Small events (readings, status, presence) waiting to go out; the oldest go first when full.
 OUTBOX_SIZE: Final = 1000
-# Open connections are re-checked this often against the database: a logout, a password change,
-# a deleted user or a revoked token (also from the CLI, another process) closes them within it.
-# One indexed lookup per connection; a household has a handful.
+# Open connections are re-checked the moment a session ends in this process (logout, a password
+# change or a user deleted on the web), within sessions.WATCH_S of any other commit (the CLI's
+# `user passwd`, `user del`, `token revoke`), and this often whatever happens (a session's maximum
+# age). Sessions come from memory (SessionCache); tokens are one indexed lookup each.
 RECHECK_S: Final = 2.0
 
 
@@ -82,17 +85,22 @@ def _payload(model: BaseModel) -> dict[str, Any]:
     return model.model_dump()
 
 
+# A frame as it goes out: its Engine.IO packets (the event, then the image as an attachment).
+Encoded = list[eio_packet.Packet]
+
+
 class _BrowserChannel:
     """Frames to one browser: at most one in flight, one waiting; newer frames replace waiting."""
 
-    def __init__(self, relay: RelayChannels, sid: str) -> None:
+    def __init__(self, relay: RelayChannels, sid: str, eio_sid: str) -> None:
         self._relay = relay
         self.sid = sid
-        self._waiting: dict[str, Any] | None = None
+        self._eio_sid = eio_sid
+        self._waiting: Encoded | None = None
         self._wake = asyncio.Event()
         self.task = asyncio.create_task(self._run())
 
-    def offer(self, frame: dict[str, Any]) -> None:
+    def offer(self, frame: Encoded) -> None:
         if self._waiting is not None:
             self._relay.service.stats.frames_dropped += 1
         self._waiting = frame
@@ -105,7 +113,8 @@ class _BrowserChannel:
             frame, self._waiting = self._waiting, None
             if frame is None:
                 continue
-            await self._relay.sio.emit(IMAGE_OUT, frame, to=self.sid)
+            for part in frame:
+                await self._relay.sio.eio.send_packet(self._eio_sid, part)
             queue = self._relay.outgoing_queue(self.sid)
             if queue is not None:
                 await queue.join()  # the transport has taken this frame: the next may go
@@ -129,7 +138,8 @@ class RelayChannels:
         self._unsubscribe: list[Callable[[], None]] = []
         self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(OUTBOX_SIZE)
         self._sender_task: asyncio.Task[None] | None = None
-        self._recheck_task: asyncio.Task[None] | None = None
+        self._recheck_tasks: list[asyncio.Task[None]] = []
+        self._recheck_due = asyncio.Event()
         self._idle = timedelta(seconds=settings.session_idle_timeout_s)
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
@@ -152,14 +162,17 @@ class RelayChannels:
         if ctx.printer.configured:
             self._unsubscribe.append(ctx.printer.subscribe(
                 lambda payload: self._broadcast(PRINTER_OUT, payload)))
+        self._unsubscribe.append(ctx.sessions.subscribe(self._recheck_due.set))
         self._sender_task = asyncio.create_task(self._sender())
-        self._recheck_task = asyncio.create_task(self._recheck_forever())
+        self._recheck_tasks = [asyncio.create_task(self._recheck_forever()),
+                               asyncio.create_task(self._recheck_every()),
+                               asyncio.create_task(ctx.sessions.watch(ctx.clock))]
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         tasks = [c.task for c in self._channels.values()]
-        tasks += [task for task in (self._sender_task, self._recheck_task) if task]
+        tasks += self._recheck_tasks + ([self._sender_task] if self._sender_task else [])
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -199,14 +212,15 @@ class RelayChannels:
         cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
         morsel = cookie.get("appliance_session")
         auth_id = self._load_session(morsel.value) if morsel else None
-        user = await user_for_session(ctx.db, auth_id, now=ctx.clock.wall(), idle=self._idle)
+        user = await user_for_session(ctx.db, auth_id, now=ctx.clock.wall(), idle=self._idle,
+                                      cache=ctx.sessions)
         if user is None:
             msg = "log in first, or send auth={token: ...}"
             raise socketio.exceptions.ConnectionRefusedError(msg, {"error": "unauthorized"})
         await self.sio.save_session(sid, {"role": "browser", "name": user.username,
                                           "auth_id": auth_id})
         await self.sio.enter_room(sid, BROWSERS)
-        self._channels[sid] = _BrowserChannel(self, sid)
+        self._channels[sid] = _BrowserChannel(self, sid, self.sio.manager.eio_sid_from_sid(sid, "/"))
         # Runs after this handler returns, when the client has its CONNECT packet.
         self.sio.start_background_task(self._greet, sid)
 
@@ -223,7 +237,7 @@ class RelayChannels:
             await self.sio.emit(PRINTER_OUT, ctx.printer.payload(), to=sid)
         channel = self._channels.get(sid)
         if latest.image and channel:
-            channel.offer(_outgoing(latest.image)[1])
+            channel.offer(self._encoded(*_outgoing(latest.image)))
 
     async def _disconnect(self, sid: str, *_reason: Any) -> None:
         channel = self._channels.pop(sid, None)
@@ -233,10 +247,16 @@ class RelayChannels:
             # a cancel of this handler itself, and hypercorn's shutdown would wait on it forever.
             await asyncio.wait([channel.task])
 
-    async def _recheck_forever(self) -> None:
+    async def _recheck_every(self) -> None:
         clock = self._services().clock
         while True:
             await clock.sleep(RECHECK_S)
+            self._recheck_due.set()
+
+    async def _recheck_forever(self) -> None:
+        while True:
+            await self._recheck_due.wait()
+            self._recheck_due.clear()
             try:
                 await self.recheck()
             except Exception:
@@ -265,8 +285,8 @@ class RelayChannels:
                     alive = await token_alive(ctx.db, str(session.get("token_hash")))
                 else:
                     alive = await user_for_session(
-                        ctx.db, session.get("auth_id"), now=ctx.clock.wall(),
-                        idle=self._idle) is not None  # an open dashboard counts as use
+                        ctx.db, session.get("auth_id"), now=ctx.clock.wall(), idle=self._idle,
+                        cache=ctx.sessions) is not None  # an open dashboard counts as use
                 if not alive:
                     _LOGGER.info("Closing the Socket.IO connection of %s: its %s has ended",
                                  session.get("name"),
@@ -310,10 +330,19 @@ class RelayChannels:
     def _on_relay(self, event: RelayEvent) -> None:
         name, payload = _outgoing(event)
         if name == IMAGE_OUT:
-            for channel in list(self._channels.values()):
-                channel.offer(payload)
+            if self._channels:
+                encoded = self._encoded(name, payload)
+                for channel in list(self._channels.values()):
+                    channel.offer(encoded)
             return
         self._broadcast(name, payload)
+
+    def _encoded(self, event: str, payload: dict[str, Any]) -> Encoded:
+        """An event's Engine.IO packets, as python-socketio's emit builds them for a room."""
+        parts = self.sio.packet_class(socketio.packet.EVENT, namespace="/",
+                                      data=[event, payload]).encode()
+        return [eio_packet.Packet(eio_packet.MESSAGE, part)
+                for part in (parts if isinstance(parts, list) else [parts])]
 
     def _on_presence(self, address: str, view: BeaconView | None) -> None:
         ctx = self._services()

@@ -42,6 +42,7 @@ async def add_user(data: schema.NewUser) -> tuple[schema.UserCreated, int]:
 async def change_password(name: str, data: schema.NewPassword) -> schema.Done:
     """Change a password; that user's other sessions end (yours too, if it is yours)."""
     await accounts.set_password(services().db, name, data.password)
+    services().sessions.ended()
     return schema.Done(message=f"password of {name} changed")
 
 
@@ -53,6 +54,7 @@ async def delete_user(name: str) -> schema.Done | Response:
     if me is not None and me.username.lower() == name.lower():
         return json_error(409, "self", "you cannot delete the account you are logged in with")
     await accounts.delete_user(services().db, name)
+    services().sessions.ended()
     return schema.Done(message=f"user {name} deleted")
 
 

@@ -93,6 +93,7 @@ async def login_form() -> ResponseReturnValue:
 @hide
 async def logout_form() -> ResponseReturnValue:
     await end_session(services().db, current_user.auth_id)
+    services().sessions.ended()
     logout_user()
     return redirect(url_for("auth.login_page"))
 
@@ -127,5 +128,6 @@ async def session_info() -> schema.SessionInfo:
 async def session_logout() -> schema.Done:
     """Log out: this session ends on the server too (the old cookie stops working)."""
     await end_session(services().db, current_user.auth_id)
+    services().sessions.ended()
     logout_user()
     return schema.Done(message="logged out")

@@ -72,7 +72,7 @@ async def _guard() -> ResponseReturnValue | None:
     ctx = services()
     g.appliance_user = await user_for_session(
         ctx.db, current_user.auth_id, now=ctx.clock.wall(),
-        idle=timedelta(seconds=ctx.settings.session_idle_timeout_s))
+        idle=timedelta(seconds=ctx.settings.session_idle_timeout_s), cache=ctx.sessions)
     if g.appliance_user is not None and request.method in UNSAFE_METHODS:
         origin = request.headers.get("Origin")
         if origin and not origin_allowed(origin, request.host_url, ctx.settings.public_origins):

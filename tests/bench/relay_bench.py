@@ -260,6 +260,46 @@ def self_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+@contextlib.asynccontextmanager
+async def spawned(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path = REPO,
+                  health: str, uds: str | None = None, cpus: set[int] | None = None,
+                  log: Path | None = None) -> AsyncIterator[tuple[int, float]]:
+    """A server process, ready: (pid, seconds from spawn to its ``health`` URL answering 200).
+    Its output goes to ``log`` when given (the reference's eventlet is chatty), else to ours."""
+    spawned_at = time.perf_counter()
+    sink = log.open("ab") if log else None
+    proc = await asyncio.create_subprocess_exec(*argv, env=env or dict(os.environ), cwd=cwd,
+                                                stdout=sink or subprocess.DEVNULL, stderr=sink)
+    try:
+        if cpus:
+            os.sched_setaffinity(proc.pid, cpus)
+        transport = httpx.AsyncHTTPTransport(uds=uds) if uds else None
+        async with httpx.AsyncClient(transport=transport) as client:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while True:
+                if proc.returncode is not None:
+                    msg = f"{argv[:3]} exited with status {proc.returncode} at start-up"
+                    raise RuntimeError(msg)
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get(health)).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    msg = f"{argv[:3]} did not answer {health} within {STARTUP_TIMEOUT_S} s"
+                    raise RuntimeError(msg)
+                await asyncio.sleep(0.02)
+        yield proc.pid, time.perf_counter() - spawned_at
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if sink:
+            sink.close()
+
+
 @dataclass
 class Relay:
     name: str  # "ours" or "baseline"
@@ -272,6 +312,14 @@ class Relay:
     @property
     def binary(self) -> bool:
         return self.name == "ours"
+
+    def cpu_s(self, pid: int) -> float:
+        """The relay's CPU seconds so far (goals.py adds its workers' children)."""
+        return proc_cpu_s(pid)
+
+    def side_cpu_s(self) -> float:
+        """CPU seconds of processes in front of the relay (goals.py: nginx); none here."""
+        return 0.0
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "APPLIANCE_DATA_DIR": str(self.data_dir / "data"),
@@ -290,34 +338,10 @@ class Relay:
     async def running(self, label: str) -> AsyncIterator[tuple[str, int]]:
         """A fresh server process for one measurement: (base URL, pid)."""
         port = free_port()
-        proc = await asyncio.create_subprocess_exec(*self.command(port, label), env=self.env(),
-                                                    cwd=REPO)
-        try:
-            if self.server_cpus:
-                os.sched_setaffinity(proc.pid, self.server_cpus)
-            base = f"http://127.0.0.1:{port}"
-            async with httpx.AsyncClient() as client:
-                deadline = time.monotonic() + STARTUP_TIMEOUT_S
-                while True:
-                    if proc.returncode is not None:
-                        msg = f"{self.name} relay exited with status {proc.returncode} at start-up"
-                        raise RuntimeError(msg)
-                    with contextlib.suppress(httpx.TransportError):
-                        if (await client.get(f"{base}/health")).status_code == 200:
-                            break
-                    if time.monotonic() > deadline:
-                        msg = f"{self.name} relay did not answer /health within {STARTUP_TIMEOUT_S} s"
-                        raise RuntimeError(msg)
-                    await asyncio.sleep(0.05)
-            yield base, proc.pid
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 20)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+        base = f"http://127.0.0.1:{port}"
+        async with spawned(self.command(port, label), env=self.env(), health=f"{base}/health",
+                           cpus=self.server_cpus) as (pid, _ready):
+            yield base, pid
 
     async def browser_auth(self, base: str) -> dict[str, str]:
         """Headers a logged-in browser sends (ours); the baseline has no login."""
@@ -453,14 +477,16 @@ async def measure(relay: Relay, browsers_n: int, deflate: bool, limits: Limits,
                 browser.received.clear()
                 browser.last_seq = -1
 
-            cpu_server0, cpu_client0, busy0 = proc_cpu_s(pid), self_cpu_s(), machine_busy_s()
+            cpu_server0, cpu_client0, busy0 = relay.cpu_s(pid), self_cpu_s(), machine_busy_s()
+            cpu_side0 = relay.side_cpu_s()
             _nonce, sent, publish_end = await publish_run(publisher, browsers, frames, limits=limits)
             final = len(sent) - 1
             complete = await wait_until(lambda: all(b.last_seq == final for b in browsers),
                                         limits.drain_s)
             end = time.perf_counter_ns()
-            cpu_server, cpu_client = proc_cpu_s(pid) - cpu_server0, self_cpu_s() - cpu_client0
-            cpu_other = max(0.0, machine_busy_s() - busy0 - cpu_server - cpu_client)
+            cpu_server, cpu_client = relay.cpu_s(pid) - cpu_server0, self_cpu_s() - cpu_client0
+            cpu_side = relay.side_cpu_s() - cpu_side0
+            cpu_other = max(0.0, machine_busy_s() - busy0 - cpu_server - cpu_client - cpu_side)
             peak_rss = proc_status_mb(pid, "VmHWM")
             stats_after = await relay.server_stats(base, headers)
             # A browser whose reader ended before we closed it was disconnected by the relay.
@@ -501,6 +527,7 @@ async def measure(relay: Relay, browsers_n: int, deflate: bool, limits: Limits,
                        "mean": statistics.fmean(latencies) if latencies else float("nan")},
         "server_cpu_pct": 100 * cpu_server / window_s,
         "client_cpu_pct": 100 * cpu_client / window_s,
+        "side_cpu_pct": 100 * cpu_side / window_s,  # nginx in front, when there is one
         "other_cpu_pct": 100 * cpu_other / window_s,  # everything else, kernel work included
         "server_peak_rss_mb": peak_rss,
     }
