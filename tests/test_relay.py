@@ -6,6 +6,7 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
+import engineio
 import httpx
 import pytest
 import socketio
@@ -14,7 +15,7 @@ from helpers import PASSWORD, Browser, add_token, add_user, make_jpeg_like, make
 
 from appliance.auth import accounts
 from appliance.auth.sessions import WATCH_S
-from appliance.relay.socket import RECHECK_S
+from appliance.relay.socket import JOIN_TIMEOUT_S, RECHECK_S
 from appliance.store.db import Database
 
 
@@ -275,6 +276,31 @@ async def test_events_and_rest_share_one_model_and_its_messages(
 async def _closed_without_time_passing(client: socketio.AsyncClient, what: str) -> None:
     """The app's clock stands still: no periodic re-check can have closed it."""
     await wait_for(lambda: not client.connected, what=what)
+
+
+async def test_engineio_sessions_that_never_join_are_closed(logged_in: Env) -> None:
+    """Anonymous handshakes that never send the Socket.IO connect (or were refused) are closed
+    after JOIN_TIMEOUT_S on the app's clock; a joined browser stays."""
+    lurker = engineio.AsyncClient()  # the handshake only
+    await lurker.connect(logged_in.base, transports=["websocket"], engineio_path="socket.io")
+    refused = socketio.AsyncClient(reconnection=False)  # no cookie, no token: refused
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await refused.connect(logged_in.base, transports=["websocket"], wait_timeout=10)
+    browser = await connect_browser(logged_in)
+    waited = 0.0
+
+    def advanced_and_closed() -> bool:
+        nonlocal waited
+        logged_in.clock.advance(RECHECK_S)
+        waited += RECHECK_S
+        return lurker.state != "connected"
+
+    await wait_for(advanced_and_closed, what="the unjoined Engine.IO session closed")
+    assert waited >= JOIN_TIMEOUT_S  # not before: a slow client may still join
+    await wait_for(lambda: len(logged_in.app.channels.sio.eio.sockets) == 1,
+                   what="only the browser's session left")
+    assert browser.client.connected
+    await browser.client.disconnect()
 
 
 async def test_logout_closes_the_sessions_open_sockets_at_once(logged_in: Env) -> None:

@@ -57,6 +57,10 @@ OUTBOX_SIZE: Final = 1000
 # `user passwd`, `user del`, `token revoke`), and this often whatever happens (a session's maximum
 # age). Sessions come from memory (SessionCache); tokens are one indexed lookup each.
 RECHECK_S: Final = 2.0
+# An Engine.IO session that has not joined as a browser or publisher (never sent the Socket.IO
+# connect, or was refused) is closed after this long: each holds a descriptor and memory, and
+# anyone can open them without a login.
+JOIN_TIMEOUT_S: Final = 10.0
 
 
 def _ack(*, error: str | None = None, message: str | None = None) -> dict[str, Any]:
@@ -135,6 +139,7 @@ class RelayChannels:
             logger=False, engineio_logger=False,
         )
         self._channels: dict[str, _BrowserChannel] = {}
+        self._unjoined: dict[str, float] = {}  # Engine.IO sid -> when first seen not joined
         self._unsubscribe: list[Callable[[], None]] = []
         self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(OUTBOX_SIZE)
         self._sender_task: asyncio.Task[None] | None = None
@@ -275,9 +280,25 @@ class RelayChannels:
         for socket in list(self.sio.eio.sockets.values()):
             socket.queue.put_nowait(None)
 
+    async def _close_unjoined(self) -> None:
+        now = self._services().clock.monotonic()
+        joined = {eio_sid for room in (BROWSERS, PUBLISHERS)
+                  for _sid, eio_sid in self.sio.manager.get_participants("/", room)}
+        open_now = set(self.sio.eio.sockets)
+        self._unjoined = {eio_sid: since for eio_sid, since in self._unjoined.items()
+                          if eio_sid in open_now and eio_sid not in joined}
+        for eio_sid in open_now - joined:
+            since = self._unjoined.setdefault(eio_sid, now)
+            if now - since >= JOIN_TIMEOUT_S:
+                _LOGGER.info("Closing an Engine.IO session that did not join in %.0f s",
+                             JOIN_TIMEOUT_S)
+                del self._unjoined[eio_sid]
+                await self.sio.eio.disconnect(eio_sid)
+
     async def recheck(self) -> None:
-        """Close every connection whose session or token has ended."""
+        """Close every connection whose session or token has ended, and those never joined."""
         ctx = self._services()
+        await self._close_unjoined()
         for room in (BROWSERS, PUBLISHERS):
             for sid, _eio_sid in list(self.sio.manager.get_participants("/", room)):
                 session = await self.sio.get_session(sid)
