@@ -396,7 +396,9 @@ async def test_every_api_route_documents_its_answer_and_the_publish_routes_their
         for method, operation in operations.items():
             ok = {"200", "201"} & set(operation["responses"])
             assert ok, (method, path, "has no documented answer")
-            if method in ("post", "put") and not path.startswith("/api/session"):
+            # A login has its own form; stopping a timelapse has nothing to say but its id.
+            bodiless = path.startswith("/api/session") or path.endswith("/stop")
+            if method in ("post", "put") and not bodiless:
                 assert "requestBody" in operation, (method, path)
     image = spec["paths"]["/api/image"]["post"]
     assert set(image["requestBody"]["content"]) == {"image/jpeg", "image/png"}

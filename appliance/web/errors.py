@@ -15,6 +15,7 @@ from appliance.auth.policy import PolicyError
 from appliance.presence.service import PairingError
 from appliance.printer.errors import PrinterError
 from appliance.schema import ErrorBody, describe, not_an_object
+from appliance.timelapse.service import TimelapseError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ def register(app: Quart) -> None:
         return json_error(_STATUS_FOR_CODE.get(exc.code, 409), exc.code, str(exc))
 
     @app.errorhandler(PrinterError)
-    async def printer_error(exc: PrinterError) -> Response:
+    @app.errorhandler(TimelapseError)
+    async def printer_error(exc: PrinterError | TimelapseError) -> Response:
         return json_error(exc.status, exc.code, str(exc))
 
     @app.errorhandler(AccountError)
