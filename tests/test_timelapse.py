@@ -5,18 +5,32 @@ ffprobe then checks. Nothing inside the appliance is faked.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from helpers import Browser, wait_for
+from helpers import (
+    PASSWORD,
+    Browser,
+    FakeClock,
+    add_token,
+    add_user,
+    make_settings,
+    running_server,
+    wait_for,
+)
 from test_printer_link import PrinterEnv, start_env
 
+from appliance.app import Appliance, create_app
 from appliance.timelapse.render import held_frames
+from appliance.timelapse.service import FRESH_S
+from appliance_sim.radio import VirtualRadio
 
 FPS = 30
 pytestmark = pytest.mark.usefixtures("ffmpeg")
@@ -27,6 +41,102 @@ def ffmpeg() -> None:
     for tool in ("ffmpeg", "ffprobe"):
         if subprocess.run(["which", tool], capture_output=True, check=False).returncode != 0:
             pytest.fail(f"{tool} is missing: sudo apt-get install ffmpeg", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def noise_frames(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """Camera-sized JPEGs of noise (~200 KB each, as a busy 1280x720 scene costs), made once by
+    ffmpeg: frames that take real space and that ffmpeg can render."""
+    directory = tmp_path_factory.mktemp("noise")
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                    "nullsrc=s=640x360,geq=random(1)*255:random(2)*255:random(3)*255",
+                    "-frames:v", "8", "-q:v", "2", str(directory / "%02d.jpg")],
+                   check=True, timeout=120)
+    return [path.read_bytes() for path in sorted(directory.glob("*.jpg"))]
+
+
+@dataclass
+class Site:
+    """The app without a printer, fed by a publisher: interval mode, driven by a fake clock."""
+
+    base: str
+    client: httpx.AsyncClient
+    publisher: httpx.AsyncClient
+    clock: FakeClock
+    data_dir: Path
+    app: Appliance
+
+    async def get(self, path: str) -> Any:
+        response = await self.client.get(f"{self.base}{path}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = (await self.get("/status"))["timelapse"]
+        return status
+
+    async def start(self, job: str = "by hand") -> int:
+        """Start a recording; its first frame is the next one published (the newest is stale)."""
+        self.clock.advance(FRESH_S + 1)
+        started = await self.client.post(f"{self.base}/api/timelapses", json={"job": job})
+        assert started.status_code == 201, started.text
+        recording_id: int = started.json()["id"]
+        return recording_id
+
+    async def stop(self, recording_id: int) -> None:
+        stopped = await self.client.post(f"{self.base}/api/timelapses/{recording_id}/stop")
+        assert stopped.status_code == 200, stopped.text
+
+    async def frame(self, data: bytes) -> None:
+        """Publish a frame and let interval ticks pass until the recording has taken it."""
+        recording = (await self.status())["recording"]
+        before = await self.frames(recording)
+        posted = await self.publisher.post(f"{self.base}/api/image", content=data)
+        assert posted.status_code == 201, posted.text
+        interval = self.app.services.settings.timelapse_interval_s
+
+        async def taken() -> bool:
+            self.clock.advance(interval)
+            return await self.frames(recording) > before or (await self.status())["paused"]
+
+        await wait_for(taken, what="the frame to be taken (or recording to pause)")
+
+    async def frames(self, recording_id: int) -> int:
+        entries = await self.get("/api/timelapses")
+        return next(int(e["frames"]) for e in entries if e["id"] == recording_id)
+
+    async def entry(self, recording_id: int) -> dict[str, Any] | None:
+        return next((e for e in await self.get("/api/timelapses") if e["id"] == recording_id),
+                    None)
+
+    async def wait_state(self, recording_id: int, state: str) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            entry = await self.entry(recording_id)
+            return entry if entry and entry["state"] == state else None
+
+        return await wait_for(reached, within=90, what=f"timelapse {recording_id} to be {state}")
+
+
+@contextlib.asynccontextmanager
+async def publisher_site(data: Path, clock: FakeClock | None = None,
+                         **changes: Any) -> AsyncIterator[Site]:
+    """The app on ``data`` (a user and a publisher token made the first time); leaving stops it,
+    as a restart would."""
+    if not (data / "appliance.db").exists():
+        await add_user(data)
+    token_file = data.parent / f"{data.name}.token"
+    if not token_file.exists():
+        token_file.write_text(await add_token(data))
+    clock = clock or FakeClock()
+    settings = make_settings(data, **{"timelapse_interval_s": 1, **changes})
+    app = create_app(settings, radio=VirtualRadio(0, seed=1), clock=clock)
+    auth = {"Authorization": f"Bearer {token_file.read_text()}"}
+    async with running_server(app) as base, httpx.AsyncClient(timeout=10) as client, \
+            httpx.AsyncClient(timeout=10, headers=auth) as publisher:
+        login = await client.post(f"{base}/api/session",
+                                  json={"username": "alice", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        yield Site(base, client, publisher, clock, data, app)
 
 
 class TimelapseBrowser(Browser):
@@ -201,5 +311,3 @@ async def _frames_at_least(env: PrinterEnv, count: int) -> bool:
     items = await timelapses(env)
     return bool(items) and items[0]["frames"] >= count
 
-
-__all__ = ["asyncio"]

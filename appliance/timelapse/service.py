@@ -48,6 +48,9 @@ PROGRESS_STEP: Final = 0.05
 # A recording cut by a restart waits this long for the printer to say whether its print still
 # runs; a printer that has not answered by then lost power with the Pi, and the print with it.
 RESUME_WAIT_S: Final = 120.0
+# The newest frame counts as "now" for this long: a printer camera sends one a second, a
+# publisher every few; an older one (the camera is off) would show a moment long gone.
+FRESH_S: Final = 5.0
 # Frames waiting for the disk; one is due per layer or interval, so more means a stuck disk.
 WRITE_QUEUE: Final = 4
 
@@ -104,6 +107,7 @@ class TimelapseService:
         self._tasks: list[asyncio.Task[None]] = []
         self._active: _Active | None = None
         self._latest: FrameEvent | None = None
+        self._latest_at = float("-inf")  # monotonic time it arrived
         self._watcher = PrintWatcher()
         self._printer_changes: asyncio.Queue[tuple[str | None, int | None, str | None]] = \
             asyncio.Queue()
@@ -283,19 +287,21 @@ class TimelapseService:
     def _on_relay(self, event: RelayEvent) -> None:
         if not isinstance(event, FrameEvent):
             return
-        self._latest = event
+        self._latest, self._latest_at = event, self._clock.monotonic()
         active = self._active
         if active is not None and active.wanted:
             active.wanted = False
             self._queue_write(active, event)
 
     def _want_frame(self) -> None:
-        """A frame is due: the newest one if it is new to this recording, else the next."""
+        """A frame is due: the newest one if it is fresh and new to this recording, else the
+        next one to arrive."""
         active = self._active
         if active is None:
             return
         latest = self._latest
-        if latest is not None and latest is not active.last:
+        fresh = self._clock.monotonic() - self._latest_at <= FRESH_S
+        if latest is not None and latest is not active.last and fresh:
             active.wanted = False
             self._queue_write(active, latest)
         else:

@@ -7,10 +7,10 @@ from quart_schema import validate_request, validate_response
 from werkzeug.datastructures import ContentRange
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
+from appliance import schema as api_schema
 from appliance.timelapse import schema
 from appliance.timelapse.service import TimelapseService
 from appliance.web.context import services
-from appliance import schema as api_schema
 from appliance.web.openapi import binary_answer, document_errors
 
 blueprint = Blueprint("timelapse_videos", __name__)
