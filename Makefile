@@ -116,8 +116,9 @@ hil-test: setup firmware-sim $(if $(filter virtual,$(RIG)),twin) ## hardware-in-
 	$(BIN)/python -m pytest tests/hil -p no:cacheprovider -v --lg-env tests/hil/rigs/$(RIG).yaml \
 	  --junitxml=$(HIL_REPORT) -o junit_suite_name=hil-$(RIG) -o junit_family=xunit2 $(HIL_ARGS)
 
-bench: setup ## relay throughput/latency vs a base64 baseline; numbers in build/bench/
+bench: setup ## relay throughput/latency vs a base64 baseline, timelapse render time/CPU; numbers in build/bench/
 	$(BIN)/python tests/bench/relay_bench.py --out build/bench
+	$(BIN)/python tests/bench/timelapse_bench.py --out build/bench
 
 # The one wheel build, for `make wheel`, the image and ansible/site.yml (group_vars/all.yml looks
 # in build/dist). Rebuilt when the app changes. Its sources are listed (find) only when make

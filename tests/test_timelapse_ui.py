@@ -4,26 +4,18 @@ page says so), rendered, and its video plays in the browser (currentTime advance
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, expect
-from test_printer_link import PrinterEnv, start_env
+from test_printer_link import PrinterEnv, penv  # noqa: F401 - a fixture
 from test_timelapse import camera_running, ffmpeg  # noqa: F401 - a fixture
 from test_ui import browser, chromium_path, log_in, shot  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("chromium_path", "ffmpeg")
 
 
-@pytest.fixture
-async def penv(tmp_path: Path) -> AsyncIterator[PrinterEnv]:
-    async with start_env(tmp_path) as env:
-        yield env
-
-
 async def test_a_print_is_recorded_live_then_plays_on_the_timelapses_page(
-        browser: Browser, penv: PrinterEnv) -> None:  # noqa: F811 - the fixture
+        browser: Browser, penv: PrinterEnv) -> None:  # noqa: F811 - the fixtures
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

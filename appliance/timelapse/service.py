@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from appliance.clock import Clock
+from appliance.errors import RequestError
 from appliance.printer.service import PrinterService
 from appliance.relay.service import FrameEvent, RelayEvent, RelayService
 from appliance.settings import Settings
@@ -58,13 +59,8 @@ Listener = Callable[["TimelapseView | int"], None]
 Unsubscribe = Callable[[], None]
 
 
-class TimelapseError(Exception):
-    """A request the recordings cannot follow; ``status`` is the HTTP status it answers."""
-
-    def __init__(self, message: str, *, code: str, status: int) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
+class TimelapseError(RequestError):
+    """A request the recordings cannot follow (no such recording, not ready, busy)."""
 
 
 @dataclass(frozen=True, slots=True)
