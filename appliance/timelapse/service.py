@@ -247,7 +247,12 @@ class TimelapseService:
         recording = await recordings.add(self._db, job=job, started_at=self._clock.wall(),
                                          mode=mode, trigger=trigger)
         files = RecordingFiles(self._data_dir, recording.id)
-        await asyncio.to_thread(files.create)
+        try:
+            await asyncio.to_thread(files.create)
+        except OSError as exc:
+            await recordings.delete(self._db, recording.id)
+            msg = f"cannot create {files.dir}: {exc}; check the data dir's space and permissions"
+            raise TimelapseError(msg, code="cannot_record", status=507) from exc
         self._active = _Active(recording, files, next_number=1)
         _LOGGER.info("Timelapse %s started (%s, %s mode): %s", recording.id, trigger, mode,
                      job or "no job name")
