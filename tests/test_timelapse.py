@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import Env
 from helpers import (
     PASSWORD,
     Browser,
@@ -311,3 +312,17 @@ async def _frames_at_least(env: PrinterEnv, count: int) -> bool:
     items = await timelapses(env)
     return bool(items) and items[0]["frames"] >= count
 
+
+
+async def test_without_a_printer_recordings_are_by_interval_and_layer_mode_is_refused(
+        logged_in: Env) -> None:
+    env = logged_in
+    status = (await env.client.get(f"{env.base}/status")).json()["timelapse"]
+    assert (status["mode"], status["recording"], status["usedBytes"]) == ("interval", None, 0)
+    assert (await env.client.get(f"{env.base}/api/timelapses")).json() == []
+    layer = await env.client.post(f"{env.base}/api/timelapses", json={"mode": "layer"})
+    assert layer.status_code == 422 and "needs a linked printer" in layer.json()["message"]
+    long_job = await env.client.post(f"{env.base}/api/timelapses", json={"job": "x" * 201})
+    assert long_job.status_code == 422 and "job" in long_job.json()["message"]
+    started = await env.client.post(f"{env.base}/api/timelapses", json={})
+    assert started.status_code == 201 and started.json()["mode"] == "interval"

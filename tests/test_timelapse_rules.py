@@ -62,6 +62,8 @@ def test_frames_are_written_whole_and_a_start_up_sweeps_half_files_and_orphans(
         tmp_path: Path) -> None:
     recording = files.RecordingFiles(tmp_path, 7)
     recording.create()
+    assert {(p.stat().st_mode & 0o777) for p in (recording.dir.parent, recording.dir,
+                                                 recording.frames_dir)} == {0o700}
     recording.add_frame(1, "image/jpeg", b"\xff\xd8one")
     recording.add_frame(2, "image/png", b"\x89PNGtwo")
     assert [p.name for p in recording.frames()] == ["000001.jpg", "000002.png"]

@@ -60,7 +60,8 @@ class RecordingFiles:
         self.poster = self.dir / POSTER
 
     def create(self) -> None:
-        self.frames_dir.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        for directory in (self.dir.parent, self.dir, self.frames_dir):  # each 0700, as data_dir
+            directory.mkdir(exist_ok=True, mode=DIR_MODE)
 
     def frame_path(self, number: int, mime: str) -> Path:
         return self.frames_dir / f"{number:0{FRAME_DIGITS}d}{EXTENSIONS[mime]}"
