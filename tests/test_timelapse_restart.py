@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from helpers import FakeClock, add_user, wait_for
-from test_printer_link import CODE, PrinterEnv, app_on, running_standin
+from test_printer_link import CODE, app_on, running_standin
 from test_timelapse import (
     camera_running,
     ffmpeg,  # noqa: F401 - a fixture
@@ -16,12 +16,12 @@ from test_timelapse import (
     noise_frames,  # noqa: F401 - a fixture
     publisher_site,
     timelapses,
+    to_layer,
     wait_state,
 )
 
 from appliance.printer.errors import write_access_code
 from appliance.timelapse.render import held_frames
-from appliance_sim.printer.player import StandinPrinter
 
 
 async def prepared(tmp_path: Path) -> Path:
@@ -30,17 +30,6 @@ async def prepared(tmp_path: Path) -> Path:
     write_access_code(data / "printer-access-code", CODE)
     await add_user(data)
     return data
-
-
-async def to_layer(env: PrinterEnv, printer: StandinPrinter, layer: int, frames: int) -> None:
-    await printer.partial(gcode_state="RUNNING", layer_num=layer, total_layer_num=10,
-                          mc_percent=layer * 10)
-
-    async def taken() -> bool:
-        items = await timelapses(env)
-        return bool(items) and items[0]["frames"] == frames
-
-    await wait_for(taken, what=f"frame {frames} at layer {layer}")
 
 
 def leftovers(recording_dir: Path) -> tuple[Path, Path]:
@@ -58,7 +47,7 @@ async def test_a_recording_cut_by_a_restart_resumes_while_the_print_runs(tmp_pat
         async with app_on(standin, data) as env:
             await camera_running(env)
             for layer in (1, 2, 3):
-                await to_layer(env, standin.printer, layer, frames=layer)
+                await to_layer(env, layer, total=10, frames=layer)
             first = (await timelapses(env))[0]
         part, orphan = leftovers(data / "timelapses" / str(first["id"]))
         await standin.printer.partial(layer_num=4)  # printed while the appliance was down
@@ -68,7 +57,7 @@ async def test_a_recording_cut_by_a_restart_resumes_while_the_print_runs(tmp_pat
             assert (resumed["id"], resumed["state"], resumed["frames"]) == (first["id"],
                                                                              "recording", 3)
             assert not part.exists() and not orphan.exists()
-            await to_layer(env, standin.printer, 5, frames=4)
+            await to_layer(env, 5, total=10, frames=4)
             await standin.printer.partial(gcode_state="FINISH", mc_percent=100)
             ready = await wait_state(env, "ready")
             assert (ready["id"], ready["frames"]) == (first["id"], 4)
@@ -82,7 +71,7 @@ async def test_a_print_that_ended_during_a_restart_is_rendered_from_its_frames(
         async with app_on(standin, data) as env:
             await camera_running(env)
             for layer in (1, 2):
-                await to_layer(env, standin.printer, layer, frames=layer)
+                await to_layer(env, layer, total=10, frames=layer)
         await standin.printer.partial(gcode_state="FINISH", mc_percent=100)
         async with app_on(standin, data, clock=FakeClock().restart()) as env:
             ready = await wait_state(env, "ready")
