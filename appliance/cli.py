@@ -182,8 +182,15 @@ async def _serve(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     where = settings.unix_socket or f"http://{settings.host}:{settings.port}"
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        _LOGGER.info("Stopping")
+        app.channels.drop_transports()
+
     _LOGGER.info("Serving on %s", where)
-    await serve(app, config, shutdown_trigger=stop.wait)
+    await serve(app, config, shutdown_trigger=shutdown_trigger)
+    _LOGGER.info("Stopped")
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import subprocess
 import tomllib
@@ -22,6 +21,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from appliance.auth.policy import PolicyError, check_login_name, check_password
+from appliance.errors import ConfigError
+from appliance.files import write_atomic
+from appliance.settings import Settings, load_settings, parse_printer_host, parse_printer_serial
 
 KEYS: Final = (
     "hostname", "timezone", "admin_user", "admin_password", "admin_password_hash",
@@ -31,6 +33,8 @@ KEYS: Final = (
 SECRETS: Final = frozenset({"admin_password", "admin_password_hash", "wifi_passphrase",
                             "cloudflare_tunnel_token", "printer_access_code"})
 PRINTER_KEYS: Final = ("printer_host", "printer_serial", "printer_access_code")
+# The same rules, and messages, as appliance.toml and the Settings page.
+PRINTER_CHECKS: Final = {"printer_host": parse_printer_host, "printer_serial": parse_printer_serial}
 HOSTNAME_RE: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 SSH_KEY_RE: Final = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|"
                                r"sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/=]{40,}( [^\n]*)?$")
@@ -59,11 +63,29 @@ class Target:
     root: Path = Path("/")
     appliance_user: str = "appliance"
     app_config: Path = Path("/etc/appliance/appliance.toml")
-    status_file: Path = Path("/var/lib/appliance/firstboot.json")
-    token_file: Path = Path("/etc/cloudflared/token")
 
     def path(self, absolute: str | Path) -> Path:
         return self.root / str(absolute).lstrip("/")
+
+    def settings(self) -> Settings:
+        """The app's settings as it will read them (its file under ``root``, or the defaults), so
+        first boot writes where the app looks: the tunnel token, the printer's code, the status."""
+        config = self.path(self.app_config)
+        return load_settings(config, env={}) if config.exists() else Settings()
+
+    @property
+    def token_file(self) -> Path:
+        return Path(self._paths().tunnel_token_file)
+
+    @property
+    def status_file(self) -> Path:
+        return Path(self._paths().firstboot_status_file)
+
+    def _paths(self) -> Settings:
+        try:
+            return self.settings()
+        except ConfigError:  # first boot still writes and reports; the app names its bad file
+            return Settings()
 
 
 def validate(values: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
@@ -110,10 +132,11 @@ def _problem(key: str, value: str, values: dict[str, Any]) -> str | None:
         return "set admin_user too (the key is for that login)"
     if key == "cloudflare_tunnel_token" and not TOKEN_RE.match(value):
         return "paste the tunnel token from the Cloudflare dashboard (one long line)"
-    if key == "printer_host" and not re.match(r"^[A-Za-z0-9.:_-]{1,253}$", value):
-        return "the printer's IP address (on its screen: Settings → WLAN), like 192.168.1.40"
-    if key == "printer_serial" and not re.match(r"^[A-Za-z0-9]{8,32}$", value):
-        return "the printer's serial: letters and digits, on its screen (Settings → Device)"
+    if key in PRINTER_CHECKS:
+        try:
+            PRINTER_CHECKS[key](value)
+        except ValueError as exc:
+            return str(exc)
     if key == "printer_access_code" and not (1 <= len(value.encode()) <= 32 and value.isprintable()):
         return "the printer's LAN access code: 8 characters on its screen (Settings → WLAN)"
     if key in PRINTER_KEYS and not all(values.get(k) for k in PRINTER_KEYS):
@@ -131,25 +154,17 @@ def _policy_problem(check: Callable[[str], str], value: str) -> str | None:
     return None
 
 
-def _write(path: Path, text: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(path, mode)
-
-
 class Applier:
     def __init__(self, target: Target, run: Runner = run_command) -> None:
         self.target = target
         self.run = run
 
     def hostname(self, name: str) -> None:
-        _write(self.target.path("/etc/hostname"), name + "\n", 0o644)
+        write_atomic(self.target.path("/etc/hostname"), name + "\n", mode=0o644)
         hosts = self.target.path("/etc/hosts")
         lines = hosts.read_text().splitlines() if hosts.exists() else ["127.0.0.1\tlocalhost"]
         lines = [line for line in lines if not line.startswith("127.0.1.1")]
-        _write(hosts, "\n".join([*lines, f"127.0.1.1\t{name}"]) + "\n", 0o644)
+        write_atomic(hosts, "\n".join([*lines, f"127.0.1.1\t{name}"]) + "\n", mode=0o644)
         self.run(["hostname", name])
 
     def timezone(self, zone: str) -> None:
@@ -160,7 +175,7 @@ class Applier:
         localtime = self.target.path("/etc/localtime")
         localtime.unlink(missing_ok=True)
         localtime.symlink_to(zoneinfo)
-        _write(self.target.path("/etc/timezone"), zone + "\n", 0o644)
+        write_atomic(self.target.path("/etc/timezone"), zone + "\n", mode=0o644)
 
     def login_user(self, name: str, key: str) -> None:
         passwd = self.target.path("/etc/passwd")
@@ -173,42 +188,43 @@ class Applier:
         keys = ssh_dir / "authorized_keys"
         existing = keys.read_text().splitlines() if keys.exists() else []
         if key not in existing:
-            _write(keys, "\n".join([*existing, key]) + "\n", 0o600)
+            write_atomic(keys, "\n".join([*existing, key]) + "\n", mode=0o600)
         self.run(["chown", "-R", f"{name}:{name}", f"/home/{name}/.ssh"])
         # The account has no password (SSH is key-only), so sudo must not ask for one: as Raspberry
         # Pi OS does for its first user. Without this the admin could never become root.
-        _write(self.target.path(f"/etc/sudoers.d/010-appliance-{name}"),
+        write_atomic(self.target.path(f"/etc/sudoers.d/010-appliance-{name}"),
                f"# Written by the appliance's first boot: the admin logs in with an SSH key only.\n"
-               f"{name} ALL=(ALL) NOPASSWD: ALL\n", 0o440)
+               f"{name} ALL=(ALL) NOPASSWD: ALL\n", mode=0o440)
 
     def wifi(self, country: str | None, ssid: str | None, passphrase: str | None) -> None:
         if country:
-            _write(self.target.path("/etc/modprobe.d/appliance-wifi.conf"),
-                   f"options cfg80211 ieee80211_regdom={country}\n", 0o644)
+            write_atomic(self.target.path("/etc/modprobe.d/appliance-wifi.conf"),
+                   f"options cfg80211 ieee80211_regdom={country}\n", mode=0o644)
         if ssid:
             security = (f"\n[wifi-security]\nkey-mgmt=wpa-psk\npsk={passphrase}\n"
                         if passphrase else "")
-            _write(self.target.path("/etc/NetworkManager/system-connections/appliance-wifi.nmconnection"),
+            write_atomic(self.target.path("/etc/NetworkManager/system-connections/appliance-wifi.nmconnection"),
                    f"[connection]\nid=appliance-wifi\ntype=wifi\nautoconnect=true\n\n"
                    f"[wifi]\nmode=infrastructure\nssid={ssid}\n{security}\n"
-                   f"[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=auto\n", 0o600)
+                   f"[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=auto\n", mode=0o600)
 
     def tunnel_token(self, token: str) -> None:
-        _write(self.target.path(self.target.token_file), token + "\n", 0o600)
+        write_atomic(self.target.path(self.target.token_file), token + "\n", mode=0o600)
 
     def printer(self, host: str, serial: str, access_code: str) -> None:
         """Host and serial into the app's settings file, the code into its 0600 file."""
         from appliance.printer.errors import write_access_code
-        from appliance.printer.service import access_code_path
-        from appliance.settings import load_settings
+        from appliance.printer.service import access_code_path, address_path
 
         config = self.target.path(self.target.app_config)
         lines = config.read_text().splitlines() if config.exists() else []
         lines = [line for line in lines
                  if (m := LINE_RE.match(line)) is None or m.group(1) not in PRINTER_KEYS]
         lines += [f"printer_host = {json.dumps(host)}", f"printer_serial = {json.dumps(serial)}"]
-        _write(config, "\n".join(lines) + "\n", 0o644)
-        settings = load_settings(config, env={})
+        write_atomic(config, "\n".join(lines) + "\n", mode=0o644)
+        settings = self.target.settings()
+        # An address saved on the Settings page would win over the file: the boot file is newer.
+        self.target.path(address_path(settings)).unlink(missing_ok=True)
         code_file = self.target.path(access_code_path(settings))
         write_access_code(code_file, access_code)
         self.run(["chown", f"{self.target.appliance_user}:{self.target.appliance_user}",
@@ -220,11 +236,9 @@ class Applier:
     async def _admin(self, name: str, password: str | None, password_hash: str | None) -> None:
         from appliance.auth import accounts
         from appliance.auth.passwords import hash_password
-        from appliance.settings import load_settings
         from appliance.store.db import Database
 
-        config = self.target.path(self.target.app_config)
-        settings = load_settings(config if config.exists() else None, env={})
+        settings = self.target.settings()
         data_dir = self.target.path(settings.data_dir) if settings.data_dir.is_absolute() \
             else settings.data_dir
         db = await Database.open(data_dir / "appliance.db")
@@ -287,7 +301,7 @@ def apply_file(source: Path, target: Target, run: Runner = run_command,
     for key in good:  # valid, but needed something else that was missing or wrong
         if key not in result.applied and key not in result.errors:
             result.errors[key] = "not applied: a value it needs is missing or wrong"
-    source.write_text(_rewrite(text, result, now), encoding="utf-8")
+    source.write_text(_rewrite(text, result, now, target.token_file), encoding="utf-8")
     _status(target, result, now, run)
     _log(result)
     return result
@@ -301,7 +315,7 @@ def _log(result: Result) -> None:
         _LOGGER.error("first boot: %s: %s", key, message)
 
 
-def _rewrite(text: str, result: Result, now: datetime) -> str:
+def _rewrite(text: str, result: Result, now: datetime, token_file: Path) -> str:
     stamp = now.strftime("%Y-%m-%d %H:%M UTC")
     out: list[str] = []
     for line in text.splitlines():
@@ -321,7 +335,7 @@ def _rewrite(text: str, result: Result, now: datetime) -> str:
         out += ["", f"# Applied {stamp}. Secrets were removed from this file: the admin password is "
                 "kept hashed in the appliance's database,",
                 "# the Wi-Fi passphrase in /etc/NetworkManager/system-connections (root only), the "
-                "tunnel token in /etc/cloudflared/token (root only), the printer's access code in "
+                f"tunnel token in {token_file} (root only), the printer's access code in "
                 "the appliance's data dir (mode 0600).",
                 "# To change a value, write it here again (without the #) and reboot."]
     return "\n".join(out) + "\n"
@@ -332,7 +346,7 @@ def _status(target: Target, result: Result, now: datetime, run: Runner) -> None:
               "applied": result.applied,
               "errors": [{"key": k, "message": m} for k, m in result.errors.items()]}
     path = target.path(target.status_file)
-    _write(path, json.dumps(status, indent=1) + "\n", 0o600)
+    write_atomic(path, json.dumps(status, indent=1) + "\n", mode=0o600)
     try:
         run(["chown", f"{target.appliance_user}:{target.appliance_user}", str(target.status_file)])
     except (OSError, subprocess.SubprocessError):

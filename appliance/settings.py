@@ -180,15 +180,16 @@ def _parse_origins(raw: object) -> tuple[str, ...]:
     return origins
 
 
-def _parse_printer_host(raw: object) -> str:
+def parse_printer_host(raw: object) -> str:
     value = _parse_str(raw).strip()
-    if value and not all(ch.isalnum() or ch in ".-:_" for ch in value):
+    if value and not (len(value) <= 253 and all(ch.isascii() and (ch.isalnum() or ch in ".-:_")
+                                                for ch in value)):
         msg = "expected the printer's IP address or host name, like 192.168.1.40"
         raise ValueError(msg)
     return value
 
 
-def _parse_printer_serial(raw: object) -> str:
+def parse_printer_serial(raw: object) -> str:
     value = _parse_str(raw).strip().upper()
     if value and not (value.isalnum() and 8 <= len(value) <= 32):
         msg = "expected the printer's serial (letters and digits, on its screen: Settings → Device)"
@@ -241,8 +242,8 @@ _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "cloudflared_bin": _parse_str,
     "tunnel_token_file": _parse_str,
     "firstboot_status_file": _parse_str,
-    "printer_host": _parse_printer_host,
-    "printer_serial": _parse_printer_serial,
+    "printer_host": parse_printer_host,
+    "printer_serial": parse_printer_serial,
     "printer_access_code_file": _parse_str,
     "printer_mqtt_port": _parse_int(1, 65535),
     "printer_camera_port": _parse_int(1, 65535),

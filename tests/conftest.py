@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import PASSWORD, FakeClock, add_user, make_settings, running_server
+from helpers import PASSWORD, AdvertisementLog, FakeClock, add_user, make_settings, running_server
 
 from appliance.app import Appliance, create_app
 from appliance_sim.air import beacon_address
@@ -38,6 +39,15 @@ def sim_binary() -> Path:
     return ROOT / "firmware" / "build" / "sim" / "beacon-sim"
 
 
+@pytest.fixture
+async def rec(radio: VirtualRadio) -> AsyncIterator[AdvertisementLog]:
+    """The advertisements of the test module's ``radio`` fixture, logged until it stops."""
+    recorder = AdvertisementLog.listening_to(radio.advertisements())
+    yield recorder
+    await radio.stop()
+    async with asyncio.timeout(recorder.deadline_s):
+        await recorder.task
+
 
 @dataclass
 class Env:
@@ -63,7 +73,11 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+async def app_env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+    """The app served on loopback, one user (alice), a virtual radio and a fake clock.
+
+    Not named ``env``: that is labgrid's fixture (the rig's environment), which tests/hil uses.
+    """
     # Indirect parameters: settings to change (a callable value is given the data dir, for paths
     # inside it), and "beacons" (2 by default; 0 for tests that need quiet).
     overrides = dict(getattr(request, "param", {}))
@@ -79,8 +93,8 @@ async def env(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[E
 
 
 @pytest.fixture
-async def logged_in(env: Env) -> Env:
-    assert (await env.login()).status_code == 200
-    return env
+async def logged_in(app_env: Env) -> Env:
+    assert (await app_env.login()).status_code == 200
+    return app_env
 
 

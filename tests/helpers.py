@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import inspect
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -133,23 +134,63 @@ class InjectableRadio:
         return f"step {step}"
 
 
+# Between two looks at a condition in this process: often enough that a test notices at once.
+POLL_S: Final = 0.02
+
+
 async def wait_for(
     predicate: Callable[[], T | Awaitable[T | None] | None], *, within: float = 5.0,
-    what: str = "condition",
+    what: str = "condition", interval: float = POLL_S,
+    retry_on: tuple[type[Exception], ...] = (),
 ) -> T:
-    """Wait until ``predicate`` gives something true, checking often; that result, or an
-    AssertionError after ``within`` seconds."""
+    """Wait until ``predicate`` (sync or async) gives something true, looking every ``interval``
+    seconds; that result, or an AssertionError after ``within`` seconds.
+
+    An exception in ``retry_on`` (a server that does not answer yet) counts as "not yet"; the
+    last one is in the message. The one wait-until of the tests (the HIL suite's too);
+    ``wait_for_blocking`` is the same for code without an event loop.
+    """
+    last: Exception | None = None
     try:
-        async with asyncio.timeout(within):
+        async with asyncio.timeout(within) as scope:
             while True:
-                result = predicate()
-                if inspect.isawaitable(result):
-                    result = await result
+                try:
+                    result = predicate()
+                    if inspect.isawaitable(result):
+                        result = await result
+                except retry_on as exc:
+                    last, result = exc, None
                 if result:
                     return result  # type: ignore[return-value]
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(interval)
     except TimeoutError:
-        raise AssertionError(f"timed out after {within} s waiting for {what}") from None
+        if not scope.expired():
+            raise  # the predicate's own
+        raise AssertionError(_timed_out(within, what, last)) from None
+
+
+def wait_for_blocking(
+    probe: Callable[[], T | None], *, within: float, what: str, interval: float,
+    retry_on: tuple[type[Exception], ...] = (),
+) -> T:
+    """``wait_for`` for blocking probes where no event loop runs (labgrid's strategy, the image
+    tests): a probe is not interrupted, so the deadline is checked between looks."""
+    deadline = time.monotonic() + within
+    last: Exception | None = None
+    while True:
+        try:
+            if result := probe():
+                return result
+        except retry_on as exc:
+            last = exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(_timed_out(within, what, last))
+        time.sleep(interval)
+
+
+def _timed_out(within: float, what: str, last: Exception | None) -> str:
+    seen = f" (last error: {last})" if last is not None else ""
+    return f"timed out after {within:g} s waiting for {what}{seen}"
 
 
 def free_port() -> int:

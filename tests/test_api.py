@@ -30,102 +30,102 @@ from appliance.web.guard import public
 
 
 # -- health, login, sessions ---------------------------------------------------------------------
-async def test_health_needs_no_login_and_keeps_reference_fields(env: Env) -> None:
-    response = await env.client.get(f"{env.base}/health")
+async def test_health_needs_no_login_and_keeps_reference_fields(app_env: Env) -> None:
+    response = await app_env.client.get(f"{app_env.base}/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["service"] == "appliance" and body["version"]
 
 
-async def test_json_login_sets_an_httponly_lax_cookie_and_logout_ends_the_session(env: Env) -> None:
-    response = await env.login()
+async def test_json_login_sets_an_httponly_lax_cookie_and_logout_ends_the_session(app_env: Env) -> None:
+    response = await app_env.login()
     assert response.status_code == 200
     assert response.json()["username"] == "alice"
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
-    assert (await env.client.get(f"{env.base}/api/session")).json()["username"] == "alice"
-    assert (await env.client.delete(f"{env.base}/api/session")).status_code == 200
-    after = await env.client.get(f"{env.base}/api/session")
+    assert (await app_env.client.get(f"{app_env.base}/api/session")).json()["username"] == "alice"
+    assert (await app_env.client.delete(f"{app_env.base}/api/session")).status_code == 200
+    after = await app_env.client.get(f"{app_env.base}/api/session")
     assert after.status_code == 401
     assert after.json()["error"] == "unauthorized"
 
 
-async def test_wrong_password_is_401_with_a_message(env: Env) -> None:
-    response = await env.login(password="wrong password")
+async def test_wrong_password_is_401_with_a_message(app_env: Env) -> None:
+    response = await app_env.login(password="wrong password")
     assert response.status_code == 401
     assert response.json() == {"error": "bad_credentials", "message": "wrong user name or password"}
-    assert (await env.login(username="nobody")).status_code == 401
+    assert (await app_env.login(username="nobody")).status_code == 401
 
 
-async def test_cookie_is_secure_when_a_trusted_proxy_says_https(env: Env) -> None:
-    response = await env.client.post(
-        f"{env.base}/api/session", json={"username": "alice", "password": PASSWORD},
+async def test_cookie_is_secure_when_a_trusted_proxy_says_https(app_env: Env) -> None:
+    response = await app_env.client.post(
+        f"{app_env.base}/api/session", json={"username": "alice", "password": PASSWORD},
         headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"},
     )
     assert response.status_code == 200
     assert "Secure" in response.headers["set-cookie"]
 
 
-@pytest.mark.parametrize("env", [{"trusted_proxies": ()}], indirect=True)
-async def test_forwarded_headers_from_an_untrusted_peer_are_ignored(env: Env) -> None:
-    response = await env.client.post(
-        f"{env.base}/api/session", json={"username": "alice", "password": PASSWORD},
+@pytest.mark.parametrize("app_env", [{"trusted_proxies": ()}], indirect=True)
+async def test_forwarded_headers_from_an_untrusted_peer_are_ignored(app_env: Env) -> None:
+    response = await app_env.client.post(
+        f"{app_env.base}/api/session", json={"username": "alice", "password": PASSWORD},
         headers={"X-Forwarded-Proto": "https"},
     )
     assert response.status_code == 200
     assert "Secure" not in response.headers["set-cookie"]
 
 
-@pytest.mark.parametrize("env", [{"login_max_failures": 3}], indirect=True)
-async def test_repeated_failures_are_throttled_with_retry_after(env: Env) -> None:
+@pytest.mark.parametrize("app_env", [{"login_max_failures": 3}], indirect=True)
+async def test_repeated_failures_are_throttled_with_retry_after(app_env: Env) -> None:
     for _ in range(3):
-        assert (await env.login(password="wrong password")).status_code == 401
-    blocked = await env.login()  # even the right password waits out the lockout
+        assert (await app_env.login(password="wrong password")).status_code == 401
+    blocked = await app_env.login()  # even the right password waits out the lockout
     assert blocked.status_code == 429
     assert blocked.json()["error"] == "too_many_attempts"
     assert 0 < int(blocked.headers["Retry-After"]) <= 300
-    env.clock.advance(301)
-    assert (await env.login()).status_code == 200
+    app_env.clock.advance(301)
+    assert (await app_env.login()).status_code == 200
 
 
-async def _login_from(env: Env, client: str, password: str) -> httpx.Response:
-    return await env.client.post(
-        f"{env.base}/api/session", json={"username": "alice", "password": password},
+async def _login_from(app_env: Env, client: str, password: str) -> httpx.Response:
+    return await app_env.client.post(
+        f"{app_env.base}/api/session", json={"username": "alice", "password": password},
         headers={"X-Forwarded-For": client})
 
 
-@pytest.mark.parametrize("env", [{"login_max_failures": 2}], indirect=True)
-async def test_failures_for_one_user_do_not_lock_the_owner_out(env: Env) -> None:
+@pytest.mark.parametrize("app_env", [{"login_max_failures": 2}], indirect=True)
+async def test_failures_for_one_user_do_not_lock_the_owner_out(app_env: Env) -> None:
     for client in ("198.51.100.1", "198.51.100.2"):
-        assert (await _login_from(env, client, "nope nope")).status_code == 401
+        assert (await _login_from(app_env, client, "nope nope")).status_code == 401
     # A client that has failed waits; the owner from a client with no failures gets in.
-    assert (await _login_from(env, "198.51.100.1", "nope nope")).status_code == 429
-    assert (await _login_from(env, "198.51.100.2", PASSWORD)).status_code == 429
-    assert (await _login_from(env, "198.51.100.3", PASSWORD)).status_code == 200
+    assert (await _login_from(app_env, "198.51.100.1", "nope nope")).status_code == 429
+    assert (await _login_from(app_env, "198.51.100.2", PASSWORD)).status_code == 429
+    assert (await _login_from(app_env, "198.51.100.3", PASSWORD)).status_code == 200
 
 
-@pytest.mark.parametrize("env", [{"login_max_failures": 5}], indirect=True)
-async def test_concurrent_guesses_are_throttled_before_the_password_check(env: Env) -> None:
-    answers = await asyncio.gather(*(env.login(password=f"wrong guess {n}") for n in range(30)))
+@pytest.mark.parametrize("app_env", [{"login_max_failures": 5}], indirect=True)
+async def test_concurrent_guesses_are_throttled_before_the_password_check(app_env: Env) -> None:
+    answers = await asyncio.gather(*(app_env.login(password=f"wrong guess {n}") for n in range(30)))
     statuses = sorted(r.status_code for r in answers)
     assert statuses == [401] * 5 + [429] * 25
 
 
-@pytest.mark.parametrize("env", [{"login_max_failures": 3}], indirect=True)
-async def test_ipv6_addresses_of_one_64_are_one_client(env: Env) -> None:
+@pytest.mark.parametrize("app_env", [{"login_max_failures": 3}], indirect=True)
+async def test_ipv6_addresses_of_one_64_are_one_client(app_env: Env) -> None:
     async def guess(n: int) -> int:  # a fresh address and a fresh name each time
-        response = await env.client.post(
-            f"{env.base}/api/session", json={"username": f"nobody{n}", "password": "nope nope"},
+        response = await app_env.client.post(
+            f"{app_env.base}/api/session", json={"username": f"nobody{n}", "password": "nope nope"},
             headers={"X-Forwarded-For": f"2001:db8:7:7::{n + 1}"})
         return response.status_code
 
     assert [await guess(n) for n in range(4)] == [401, 401, 401, 429]
 
 
-async def test_login_redirects_only_to_same_origin_paths(env: Env) -> None:
+async def test_login_redirects_only_to_same_origin_paths(app_env: Env) -> None:
     async def next_of(target: str) -> str:
-        env.client.cookies.clear()
-        response = await env.client.post(f"{env.base}/login", data={
+        app_env.client.cookies.clear()
+        response = await app_env.client.post(f"{app_env.base}/login", data={
             "username": "alice", "password": PASSWORD, "next": target})
         assert response.status_code == 302, response.text
         return str(response.headers["location"])
@@ -136,25 +136,25 @@ async def test_login_redirects_only_to_same_origin_paths(env: Env) -> None:
     assert await next_of("/settings?tab=users") == "/settings?tab=users"
 
 
-async def test_html_login_form_redirects_back_and_pages_need_login(env: Env) -> None:
-    page = await env.client.get(f"{env.base}/", headers={"Accept": "text/html"})
+async def test_html_login_form_redirects_back_and_pages_need_login(app_env: Env) -> None:
+    page = await app_env.client.get(f"{app_env.base}/", headers={"Accept": "text/html"})
     assert page.status_code == 302 and page.headers["location"].startswith("/login?next=/")
-    form = await env.client.get(f"{env.base}/login")
+    form = await app_env.client.get(f"{app_env.base}/login")
     assert form.status_code == 200 and 'name="password"' in form.text
-    bad = await env.client.post(f"{env.base}/login", data={"username": "alice", "password": "x"})
+    bad = await app_env.client.post(f"{app_env.base}/login", data={"username": "alice", "password": "x"})
     assert bad.status_code == 401 and "wrong user name or password" in bad.text
-    good = await env.client.post(f"{env.base}/login",
+    good = await app_env.client.post(f"{app_env.base}/login",
                                  data={"username": "alice", "password": PASSWORD, "next": "/docs"})
     assert good.status_code == 302 and good.headers["location"] == "/docs"
-    evil = await env.client.post(f"{env.base}/login", data={
+    evil = await app_env.client.post(f"{app_env.base}/login", data={
         "username": "alice", "password": PASSWORD, "next": "//evil.example.com/"})
     assert evil.headers["location"] == "/"
-    index = await env.client.get(f"{env.base}/")
+    index = await app_env.client.get(f"{app_env.base}/")
     assert index.status_code == 200 and "alice" in index.text
 
 
-async def test_pages_carry_security_headers_and_a_csp_without_inline_script(env: Env) -> None:
-    response = await env.client.get(f"{env.base}/login")
+async def test_pages_carry_security_headers_and_a_csp_without_inline_script(app_env: Env) -> None:
+    response = await app_env.client.get(f"{app_env.base}/login")
     csp = response.headers["content-security-policy"]
     assert "default-src 'self'" in csp and "unsafe-inline" not in csp
     assert response.headers["x-content-type-options"] == "nosniff"
@@ -164,13 +164,13 @@ async def test_pages_carry_security_headers_and_a_csp_without_inline_script(env:
 
 # -- presence --------------------------------------------------------------------------------------
 async def test_devices_lists_the_virtual_beacons(logged_in: Env) -> None:
-    env = logged_in
+    app_env = logged_in
 
     async def both_seen() -> bool:
-        return None not in (await env.device(B1), await env.device(B2))
+        return None not in (await app_env.device(B1), await app_env.device(B2))
 
     await wait_for(both_seen, what="both virtual beacons in /devices")
-    device = await env.device(B1)
+    device = await app_env.device(B1)
     assert device is not None
     assert device["isPaired"] is False and device["isConnected"] is False
     assert device["state"] == "discovered" and device["beaconId"] == 1
@@ -180,9 +180,9 @@ async def test_devices_lists_the_virtual_beacons(logged_in: Env) -> None:
 
 
 async def test_pair_connects_over_gatt_and_unpair_releases(logged_in: Env) -> None:
-    env = logged_in
-    await wait_for(lambda: env.device(B1), what="beacon 1 discovered")
-    response = await env.client.post(f"{env.base}/pair", json={
+    app_env = logged_in
+    await wait_for(lambda: app_env.device(B1), what="beacon 1 discovered")
+    response = await app_env.client.post(f"{app_env.base}/pair", json={
         "deviceId": B1.lower(), "userId": "user-uuid", "userName": "alice@example.com"})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -190,61 +190,61 @@ async def test_pair_connects_over_gatt_and_unpair_releases(logged_in: Env) -> No
         True, "Device paired successfully", B1, "user-uuid")
 
     async def linked() -> bool:
-        device = await env.device(B1)
+        device = await app_env.device(B1)
         return bool(device and device["isConnected"])
 
     await wait_for(linked, within=10, what="a GATT link to the paired beacon")
-    device = await env.device(B1)
+    device = await app_env.device(B1)
     assert device is not None and device["isPaired"] and device["state"] == "connected"
     assert device["userName"] == "alice@example.com"
 
-    status = (await env.client.get(f"{env.base}/status")).json()
+    status = (await app_env.client.get(f"{app_env.base}/status")).json()
     assert status["bluetooth"]["connectedCount"] == 1
     assert status["pairing"] == {"totalPaired": 1, "requiresTap": 0, "activeRecent": 1}
 
-    response = await env.client.post(f"{env.base}/unpair", json={"deviceId": B1})
+    response = await app_env.client.post(f"{app_env.base}/unpair", json={"deviceId": B1})
     assert response.json() == {"success": True, "message": "Device unpaired", "deviceId": B1}
-    device = await env.device(B1)
+    device = await app_env.device(B1)
     assert device is not None and not device["isPaired"] and not device["isConnected"]
-    again = await env.client.post(f"{env.base}/unpair", json={"deviceId": B1})
+    again = await app_env.client.post(f"{app_env.base}/unpair", json={"deviceId": B1})
     assert again.status_code == 404 and again.json()["error"] == "not_paired"
 
 
 async def test_beacon_away_past_the_window_needs_the_reconnect_tap(logged_in: Env) -> None:
-    env = logged_in
-    await wait_for(lambda: env.device(B1), what="beacon 1 discovered")
-    await env.client.post(f"{env.base}/pair", json={"deviceId": B1, "userId": "u", "userName": "a"})
+    app_env = logged_in
+    await wait_for(lambda: app_env.device(B1), what="beacon 1 discovered")
+    await app_env.client.post(f"{app_env.base}/pair", json={"deviceId": B1, "userId": "u", "userName": "a"})
 
     async def state_is(expected: str, connected: bool | None = None) -> bool:
-        device = await env.device(B1)
+        device = await app_env.device(B1)
         return bool(device and device["state"] == expected
                     and (connected is None or device["isConnected"] is connected))
 
     await wait_for(lambda: state_is("connected", True), within=10, what="linked")
-    await env.radio.set_present(B1, False)
+    await app_env.radio.set_present(B1, False)
     await wait_for(lambda: state_is("connected", False), what="link lost")
-    env.clock.advance(31)
+    app_env.clock.advance(31)
     await wait_for(lambda: state_is("away"), what="away")
-    env.clock.advance(30 * 60)
+    app_env.clock.advance(30 * 60)
     await wait_for(lambda: state_is("requiresTap"), what="requiresTap")
-    assert (await env.client.get(f"{env.base}/status")).json()["pairing"]["requiresTap"] == 1
+    assert (await app_env.client.get(f"{app_env.base}/status")).json()["pairing"]["requiresTap"] == 1
 
-    await env.radio.set_present(B1, True)
-    env.clock.advance(1)
-    device = await env.device(B1)
+    await app_env.radio.set_present(B1, True)
+    app_env.clock.advance(1)
+    device = await app_env.device(B1)
     assert device is not None and device["requiresTap"] and not device["isConnected"]
-    await wait_for(lambda: _fresh(env), what="the beacon heard again")
-    assert (await env.device(B1))["state"] == "requiresTap"  # type: ignore[index]
+    await wait_for(lambda: _fresh(app_env), what="the beacon heard again")
+    assert (await app_env.device(B1))["state"] == "requiresTap"  # type: ignore[index]
 
-    response = await env.client.post(f"{env.base}/reconnect", json={"deviceId": B1})
+    response = await app_env.client.post(f"{app_env.base}/reconnect", json={"deviceId": B1})
     assert response.status_code == 200
     assert (response.json()["message"], response.json()["userId"]) == ("Device reconnected", "u")
     await wait_for(lambda: state_is("connected", True), within=10, what="reconnected")
 
 
-async def _fresh(env: Env) -> bool:
-    device = await env.device(B1)
-    return bool(device) and device["lastSeen"] == _iso(env.clock.wall())  # type: ignore[index]
+async def _fresh(app_env: Env) -> bool:
+    device = await app_env.device(B1)
+    return bool(device) and device["lastSeen"] == _iso(app_env.clock.wall())  # type: ignore[index]
 
 
 def _iso(moment: datetime) -> str:
@@ -277,13 +277,29 @@ async def test_bad_presence_requests_get_clear_4xx(
 
 
 async def test_non_json_bodies_get_400_not_500(logged_in: Env) -> None:
-    env = logged_in
+    app_env = logged_in
     for content, ctype in (("deviceId=AA", "application/x-www-form-urlencoded"),
                            ("{not json", "application/json"), ("", "application/json")):
-        response = await env.client.post(f"{env.base}/pair", content=content,
+        response = await app_env.client.post(f"{app_env.base}/pair", content=content,
                                          headers={"Content-Type": ctype})
         assert response.status_code == 400, (content, response.text)
         assert response.json()["error"] == "bad_json"
+
+
+async def test_undecodable_and_too_deep_json_gets_400_with_a_reason_even_anonymously(
+        logged_in: Env, caplog: pytest.LogCaptureFixture) -> None:
+    bodies = {b"\xff\xfe": "not UTF-8", '{"username": "alice"}'.encode("utf-16"): "not UTF-8",
+              b"[" * 1000 + b"]" * 1000: "nests too deep"}
+    async with httpx.AsyncClient(timeout=10) as anonymous:
+        for content, says in bodies.items():
+            for client, method, path in ((anonymous, "POST", "/api/session"),
+                                         (logged_in.client, "POST", "/pair"),
+                                         (logged_in.client, "PUT", "/api/timelapse_config")):
+                response = await client.request(method, f"{logged_in.base}{path}", content=content,
+                                                headers={"Content-Type": "application/json"})
+                assert response.status_code == 400, (path, response.text)
+                assert response.json()["error"] == "bad_json" and says in response.json()["message"]
+    assert "Traceback" not in caplog.text and "Unhandled" not in caplog.text
 
 
 async def test_unknown_route_and_method_are_json_errors(logged_in: Env) -> None:
@@ -294,97 +310,97 @@ async def test_unknown_route_and_method_are_json_errors(logged_in: Env) -> None:
 
 
 async def test_cross_origin_writes_with_a_cookie_are_refused(logged_in: Env) -> None:
-    env = logged_in
-    response = await env.client.post(f"{env.base}/unpair", json={"deviceId": B1},
+    app_env = logged_in
+    response = await app_env.client.post(f"{app_env.base}/unpair", json={"deviceId": B1},
                                      headers={"Origin": "https://evil.example.com"})
     assert response.status_code == 403 and response.json()["error"] == "bad_origin"
-    own = await env.client.post(f"{env.base}/unpair", json={"deviceId": B1},
-                                headers={"Origin": env.base})
+    own = await app_env.client.post(f"{app_env.base}/unpair", json={"deviceId": B1},
+                                headers={"Origin": app_env.base})
     assert own.status_code == 404  # got through the origin check to the real answer
 
 
 # -- timelapse API ---------------------------------------------------------------------------------
 async def test_temphum_lists_one_day_and_rejects_bad_dates(logged_in: Env) -> None:
-    env = logged_in
-    db = await Database.open(env.data_dir / "appliance.db")
+    app_env = logged_in
+    db = await Database.open(app_env.data_dir / "appliance.db")
     day = datetime(2026, 11, 21, tzinfo=UTC)
     await readings.add_temphum(db, day + timedelta(hours=1), 21.5, 40.0)
     await readings.add_temphum(db, day + timedelta(days=1, hours=1), 22.0, 41.0)
     await db.close()
-    response = await env.client.get(f"{env.base}/api/temphum", params={"date": "2026-11-21"})
+    response = await app_env.client.get(f"{app_env.base}/api/temphum", params={"date": "2026-11-21"})
     assert response.json() == [
         {"timestamp": "2026-11-21T01:00:00.000Z", "temperature": 21.5, "humidity": 40.0}]
-    today = await env.client.get(f"{env.base}/api/temphum")  # the fake clock's 2026-11-22
+    today = await app_env.client.get(f"{app_env.base}/api/temphum")  # the fake clock's 2026-11-22
     assert [r["temperature"] for r in today.json()] == [22.0]
     for bad in ("2026-13-01", "yesterday", "2026-02-30", "2026-11-21T00:00"):
-        response = await env.client.get(f"{env.base}/api/temphum", params={"date": bad})
+        response = await app_env.client.get(f"{app_env.base}/api/temphum", params={"date": bad})
         assert response.status_code == 422, bad
         assert response.json()["error"] == "invalid" and bad in response.json()["message"]
 
 
 async def test_timelapse_config_round_trip_and_validation(logged_in: Env) -> None:
-    env = logged_in
-    url = f"{env.base}/api/timelapse_config"
-    assert (await env.client.get(url)).json() == {
+    app_env = logged_in
+    url = f"{app_env.base}/api/timelapse_config"
+    assert (await app_env.client.get(url)).json() == {
         "image_delay": 10, "temphum_delay": 60, "status_delay": 10}
     new = {"image_delay": 5, "temphum_delay": 120, "status_delay": 30}
-    assert (await env.client.put(url, json=new)).json() == new
+    assert (await app_env.client.put(url, json=new)).json() == new
     for bad in ({**new, "image_delay": 0}, {**new, "status_delay": "often"},
                 {"image_delay": 5}, {**new, "extra": 1}):
-        response = await env.client.put(url, json=bad)
+        response = await app_env.client.put(url, json=bad)
         assert response.status_code == 422, bad
-    assert (await env.client.get(url)).json() == new  # nothing bad was stored
+    assert (await app_env.client.get(url)).json() == new  # nothing bad was stored
 
 
 # -- tokens and docs -------------------------------------------------------------------------------
-async def test_publisher_token_reads_but_cannot_pair(env: Env) -> None:
-    token = await add_token(env.data_dir)
+async def test_publisher_token_reads_but_cannot_pair(app_env: Env) -> None:
+    token = await add_token(app_env.data_dir)
     auth = {"Authorization": f"Bearer {token}"}
-    assert (await env.client.get(f"{env.base}/devices", headers=auth)).status_code == 200
-    assert (await env.client.get(f"{env.base}/api/timelapse_config", headers=auth)).status_code == 200
-    pair = await env.client.post(f"{env.base}/pair", headers=auth,
+    assert (await app_env.client.get(f"{app_env.base}/devices", headers=auth)).status_code == 200
+    assert (await app_env.client.get(f"{app_env.base}/api/timelapse_config", headers=auth)).status_code == 200
+    pair = await app_env.client.post(f"{app_env.base}/pair", headers=auth,
                                  json={"deviceId": B1, "userId": "u", "userName": "n"})
     assert pair.status_code == 401
-    bad = await env.client.get(f"{env.base}/devices", headers={"Authorization": "Bearer apt_nope"})
+    bad = await app_env.client.get(f"{app_env.base}/devices", headers={"Authorization": "Bearer apt_nope"})
     assert bad.status_code == 401 and bad.json()["error"] == "bad_token"
 
 
 async def test_openapi_document_and_browsable_docs(logged_in: Env) -> None:
-    env = logged_in
-    spec = (await env.client.get(f"{env.base}/openapi.json")).json()
+    app_env = logged_in
+    spec = (await app_env.client.get(f"{app_env.base}/openapi.json")).json()
     assert {"/pair", "/reconnect", "/unpair", "/devices", "/status", "/health",
             "/api/temphum", "/api/timelapse_config"} <= set(spec["paths"])
     body = spec["paths"]["/pair"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["required"]) == {"deviceId", "userId", "userName"}
     assert "/login" not in spec["paths"]  # HTML pages are not API
-    docs = await env.client.get(f"{env.base}/docs")
+    docs = await app_env.client.get(f"{app_env.base}/docs")
     assert docs.status_code == 200 and "/pair" in docs.text and "deviceId" in docs.text
     assert "the raw bytes, as image/jpeg or image/png" in docs.text  # POST /api/image
     assert "Answer (201)" in docs.text
 
 
-@pytest.mark.parametrize("env", [{"cloudflared_bin": "/nonexistent/cloudflared"}], indirect=True)
+@pytest.mark.parametrize("app_env", [{"cloudflared_bin": "/nonexistent/cloudflared"}], indirect=True)
 async def test_status_and_dashboard_say_how_to_set_up_the_tunnel(logged_in: Env) -> None:
-    env = logged_in
-    status = (await env.client.get(f"{env.base}/status")).json()
+    app_env = logged_in
+    status = (await app_env.client.get(f"{app_env.base}/status")).json()
     assert status["tunnel"]["installed"] is False and "cloudflared_deb" in status["tunnel"]["message"]
     assert status["setup"] == {"at": None, "applied": [], "errors": []}
-    page = await env.client.get(f"{env.base}/", headers={"Accept": "text/html"})
+    page = await app_env.client.get(f"{app_env.base}/", headers={"Accept": "text/html"})
     assert "cloudflared is not installed" in page.text
 
 
 @pytest.mark.parametrize(  # where `appliance firstboot` would write it
-    "env", [{"firstboot_status_file": lambda data_dir: str(data_dir / "firstboot.json")}],
+    "app_env", [{"firstboot_status_file": lambda data_dir: str(data_dir / "firstboot.json")}],
     indirect=True)
 async def test_dashboard_shows_first_boot_errors(logged_in: Env) -> None:
-    env = logged_in
-    status_file = env.data_dir / "firstboot.json"
-    assert env.app.services.settings.firstboot_status_file == str(status_file)
+    app_env = logged_in
+    status_file = app_env.data_dir / "firstboot.json"
+    assert app_env.app.services.settings.firstboot_status_file == str(status_file)
     status_file.write_text('{"at": "2026-11-22T06:00:00Z", "applied": ["timezone"], "errors": '
                            '[{"key": "hostname", "message": "a host name is lower-case"}]}')
-    page = await env.client.get(f"{env.base}/", headers={"Accept": "text/html"})
+    page = await app_env.client.get(f"{app_env.base}/", headers={"Accept": "text/html"})
     assert "First-boot file: hostname: a host name is lower-case" in page.text
-    setup = (await env.client.get(f"{env.base}/status")).json()["setup"]
+    setup = (await app_env.client.get(f"{app_env.base}/status")).json()["setup"]
     assert setup["applied"] == ["timezone"] and setup["errors"][0]["key"] == "hostname"
 
 
@@ -473,7 +489,7 @@ async def test_logout_ends_the_session_on_the_server(logged_in: Env) -> None:
     assert replay.status_code == 401 and replay.json()["error"] == "unauthorized"
 
 
-@pytest.mark.parametrize("env", [{"session_idle_timeout_s": 600}], indirect=True)
+@pytest.mark.parametrize("app_env", [{"session_idle_timeout_s": 600}], indirect=True)
 async def test_an_idle_session_ends_and_a_used_one_does_not(logged_in: Env) -> None:
     for _ in range(3):  # used every 9 minutes, for 27 minutes
         logged_in.clock.advance(9 * 60)

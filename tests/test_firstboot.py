@@ -96,6 +96,18 @@ def test_every_value_is_applied_and_secrets_leave_the_boot_partition(
     assert status["errors"] == [] and "hostname" in status["applied"]
 
 
+def test_the_token_and_the_status_go_where_the_apps_settings_say(tmp_path: Path, target: Target) -> None:
+    (target.root / "etc/appliance/appliance.toml").write_text(
+        'data_dir = "/var/lib/appliance"\ntunnel_token_file = "/srv/tunnel/token"\n'
+        'firstboot_status_file = "/srv/firstboot.json"\n')
+    source = _file(tmp_path, 'cloudflare_tunnel_token = "eyJhIjoiMTIzNDU2Nzg5MCJ9.abcdefghij"\n')
+    assert apply_file(source, target, Commands(), NOW).applied == ["cloudflare_tunnel_token"]
+    assert (target.root / "srv/tunnel/token").read_text().startswith("eyJ")
+    assert not (target.root / "etc/cloudflared/token").exists()
+    assert "tunnel token in /srv/tunnel/token" in source.read_text()
+    assert json.loads((target.root / "srv/firstboot.json").read_text())["errors"] == []
+
+
 async def test_the_admin_user_can_log_in_with_the_password(tmp_path: Path, target: Target) -> None:
     import asyncio
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from helpers import wait_for
+
 from appliance.printer.discover import discover, parse_notify
 
 NOTIFY = (b"NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1990\r\nServer: UPnP/1.0\r\n"
@@ -23,15 +25,24 @@ def test_a_bambu_notify_names_serial_host_and_model() -> None:
     assert parse_notify(b"NOTIFY * HTTP/1.1\r\nUSN: uuid:abc\r\n\r\n", "1.2.3.4") is None
 
 
+def _bound(port: int) -> bool:
+    """Something listens on UDP ``port`` (binding it again, without SO_REUSEADDR, fails)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 async def test_discover_hears_printers_on_loopback() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     task = asyncio.create_task(discover(seconds=1.0, port=port, bind="127.0.0.1"))
+    await wait_for(lambda: _bound(port), what="discover listening")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        for _ in range(20):  # until the listener is bound; each datagram is harmless
-            sender.sendto(NOTIFY, ("127.0.0.1", port))
-            sender.sendto(NOTIFY.replace(b"03919A3A2200009", b"01P00A000000001"), ("127.0.0.1", port))
-            await asyncio.sleep(0.02)
+        sender.sendto(NOTIFY, ("127.0.0.1", port))
+        sender.sendto(NOTIFY.replace(b"03919A3A2200009", b"01P00A000000001"), ("127.0.0.1", port))
     found = await task
     assert [a.serial for a in found] == ["01P00A000000001", "03919A3A2200009"]

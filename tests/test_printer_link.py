@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ import pytest
 from helpers import Browser, FakeClock, add_user, make_settings, running_server, wait_for
 
 from appliance.app import create_app
-from appliance.clock import SystemClock
 from appliance.printer.backoff import Backoff
 from appliance.printer.errors import write_access_code
 from appliance.printer.mqtt import MqttLink
@@ -48,6 +47,7 @@ class PrinterEnv:
     standin: Standin
     data_dir: Path
     answers: list[str]
+    clock: FakeClock  # the app's: the links sleep out their backoff on it
 
     async def get(self, path: str) -> Any:
         response = await self.client.get(f"{self.base}{path}")
@@ -67,6 +67,16 @@ class PrinterEnv:
     @property
     def cookie(self) -> str:
         return f"appliance_session={self.client.cookies['appliance_session']}"
+
+    async def retrying(self, check: Awaitable[bool]) -> bool:
+        """``check``, after a link that waits out its backoff was let try again: the fake clock
+        jumps past the delay (it moves only then, so frames stored per image_delay stay put)."""
+        status = await self.printer_status()
+        delays = [status[link]["retryInS"] for link in ("mqtt", "camera")
+                  if not status[link]["connected"] and status[link]["retryInS"]]
+        if delays:
+            self.clock.advance(max(delays))
+        return await check
 
 
 @contextlib.asynccontextmanager
@@ -97,16 +107,18 @@ async def app_on(standin: Standin, data: Path, *, clock: FakeClock | None = None
                  **changes: Any) -> AsyncIterator[PrinterEnv]:
     """The app linked to ``standin``, its data in ``data`` (a user and the access code there),
     logged in; leaving stops the app, as a restart would."""
-    settings = make_settings(
-        data, printer_host="127.0.0.1", printer_serial=standin.serial,
-        printer_mqtt_port=standin.mqtt_port, printer_camera_port=standin.camera.port, **changes)
-    app = create_app(settings, radio=VirtualRadio(0, seed=1), clock=clock or FakeClock())
+    settings = make_settings(data, **{
+        "printer_host": "127.0.0.1", "printer_serial": standin.serial,
+        "printer_mqtt_port": standin.mqtt_port, "printer_camera_port": standin.camera.port,
+        **changes})
+    clock = clock or FakeClock()
+    app = create_app(settings, radio=VirtualRadio(0, seed=1), clock=clock)
     answers: list[str] = []
     async with running_server(app) as base, httpx.AsyncClient(timeout=10) as client:
         login = await client.post(f"{base}/api/session",
                                   json={"username": "alice", "password": PASSWORD})
         assert login.status_code == 200, login.text
-        yield PrinterEnv(base, client, standin, data, answers)
+        yield PrinterEnv(base, client, standin, data, answers, clock)
 
 
 @pytest.fixture
@@ -200,7 +212,9 @@ async def test_partial_reports_merge_and_state_changes_reach_the_status_history(
 
 
 async def _connected(env: PrinterEnv) -> bool:
-    return bool((await api_state(env))["connected"])
+    async def connected() -> bool:
+        return bool((await api_state(env))["connected"])
+    return await env.retrying(connected())
 
 
 async def _nozzle(env: PrinterEnv, value: float) -> bool:
@@ -241,7 +255,7 @@ async def test_a_wrong_access_code_is_named_in_status_and_backs_off(tmp_path: Pa
             status = await penv.printer_status()
             return all(status[link]["failures"] >= 2 for link in ("mqtt", "camera"))
 
-        await wait_for(both_refused, within=30, what="two refusals on each link")
+        await wait_for(lambda: penv.retrying(both_refused()), within=30, what="two refusals on each link")
         status = await penv.printer_status()
         for link in ("mqtt", "camera"):
             assert not status[link]["connected"]
@@ -271,6 +285,45 @@ async def test_an_access_code_from_the_settings_page_is_used_at_once_and_never_s
         assert page.status_code == 200 and CODE not in page.text
 
 
+async def test_the_address_from_the_settings_page_links_the_printer_at_once_and_stays(
+        tmp_path: Path) -> None:
+    async with start_env(tmp_path, printer_host="", printer_serial="") as penv:
+        assert (await penv.printer_status())["configured"] is False
+        url = f"{penv.base}/api/printer/address"
+        serial = penv.standin.serial
+        for body, says in [({"host": "192.168.1.40; rm", "serial": serial}, "IP address"),
+                           ({"host": "127.0.0.1", "serial": "short"}, "serial"),
+                           ({"host": "127.0.0.1", "serial": ""}, "serial too"),
+                           ({"host": "127.0.0.1"}, "serial")]:
+            refused = await penv.client.put(url, json=body)
+            assert refused.status_code in (400, 422), refused.text
+            assert says in refused.text
+        assert not (penv.data_dir / "printer-address.json").exists()
+        saved = await penv.client.put(url, json={"host": "127.0.0.1", "serial": serial.lower()})
+        assert saved.status_code == 200, saved.text
+        await wait_for(lambda: _connected(penv), within=15, what="the link to the saved address")
+        status = await penv.printer_status()
+        assert (status["host"], status["serial"]) == ("127.0.0.1", serial)
+        assert status["tls"]["pinned"]
+        # Another serial is another printer with its own certificate: the old pin must go, or
+        # the new printer would be refused as "certificate changed". (The stand-in plays both,
+        # so the pin is made another printer's first.)
+        (penv.data_dir / "printer-cert.sha256").write_text("0" * 64 + "\n")
+        moved = await penv.client.put(url, json={"host": "127.0.0.1", "serial": "01S00C999999999"})
+        assert moved.status_code == 200
+        await wait_for(lambda: _connected(penv), within=15, what="the link to the other printer")
+        assert (await penv.printer_status())["tls"]["pinned"] == status["tls"]["pinned"]
+        unlinked = await penv.client.put(url, json={"host": "", "serial": ""})
+        assert unlinked.status_code == 200 and "no printer" in unlinked.text
+        assert (await penv.printer_status())["configured"] is False
+        back = await penv.client.put(url, json={"host": "127.0.0.1", "serial": serial})
+        assert back.status_code == 200
+    # A restart keeps the Settings page's address over appliance.toml's (empty here).
+    settings = make_settings(penv.data_dir, printer_host="", printer_serial="")
+    from appliance.printer.service import read_address
+    assert read_address(settings) == ("127.0.0.1", serial)
+
+
 async def _failures(env: PrinterEnv, at_least: int) -> bool:
     return bool((await env.printer_status())["mqtt"]["failures"] >= at_least)
 
@@ -291,7 +344,7 @@ async def test_the_printer_going_away_and_coming_back(penv: PrinterEnv) -> None:
         status = await penv.printer_status()
         return bool(status["mqtt"]["connected"] and status["camera"]["connected"])
 
-    await wait_for(back, within=60, what="both links back")
+    await wait_for(lambda: penv.retrying(back()), within=60, what="both links back")
     assert (await api_state(penv))["state"] == "IDLE"
 
 
@@ -308,7 +361,7 @@ async def test_a_changed_certificate_is_refused_under_pin(penv: PrinterEnv) -> N
         return "certificate changed" in (status["mqtt"]["lastError"] or "") and \
             "certificate changed" in (status["camera"]["lastError"] or "")
 
-    await wait_for(refused, within=60, what="the changed certificate refused")
+    await wait_for(lambda: penv.retrying(refused()), within=60, what="the changed certificate refused")
     status = await penv.printer_status()
     assert "certificate changed" in status["tls"]["problem"]
     assert "certificate changed" in status["mqtt"]["lastError"]
@@ -346,7 +399,7 @@ async def _camera(env: PrinterEnv, key: str, at_least: int) -> bool:
 
 
 async def _camera_frames(env: PrinterEnv, at_least: int) -> bool:
-    return await _camera(env, "frames", at_least)
+    return await env.retrying(_camera(env, "frames", at_least))
 
 
 async def test_the_access_code_is_in_no_log_answer_or_process_argument(
@@ -383,25 +436,26 @@ def process_arguments() -> list[bytes]:
 
 
 async def test_backoff_between_refused_attempts_grows(tmp_path: Path) -> None:
-    """The MQTT link alone, with its sleep injected: the delays between attempts double."""
+    """The MQTT link alone, on a fake clock: the delays between refused attempts double, and
+    each attempt waits for the clock (nothing retries before its delay has passed)."""
     standin = Standin(tmp_path / "standin", CODE)
     await standin.broker.start()
-    delays: list[float] = []
-    done = asyncio.Event()
-
-    async def sleep(delay: float) -> None:
-        delays.append(delay)
-        if len(delays) >= 4:
-            done.set()
-            await asyncio.Event().wait()  # park here until cancelled
-
+    clock = FakeClock()
     link = MqttLink("127.0.0.1", standin.mqtt_port, standin.serial, lambda: "wrong123",
                     PrinterTrust("pin", tmp_path, standin.serial), lambda _report: None,
-                    SystemClock(), backoff=Backoff(rng=random.Random(3)), sleep=sleep)
+                    clock, backoff=Backoff(rng=random.Random(3)))
     task = asyncio.create_task(link.run())
+    delays: list[float] = []
     try:
-        async with asyncio.timeout(30):
-            await done.wait()
+        for attempt in range(1, 5):
+            await wait_for(lambda a=attempt: link.health.failures == a and clock.sleepers == 1,
+                           within=20, what=f"refusal {attempt} and the link asleep")
+            delay = link.health.retry_in_s
+            assert delay is not None
+            delays.append(delay)
+            clock.advance(delay - 0.1)  # (retryInS is rounded to 0.1 s)
+            assert clock.sleepers == 1 and link.health.attempts == attempt  # still waiting
+            clock.advance(1.0)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -409,4 +463,4 @@ async def test_backoff_between_refused_attempts_grows(tmp_path: Path) -> None:
     for earlier, later in itertools.pairwise(delays):
         assert later > earlier
     assert delays[0] <= 1.0 and delays[3] >= 8 * 0.7
-    assert link.health.failures == 4 and "access code refused" in (link.health.last_error or "")
+    assert "access code refused" in (link.health.last_error or "")

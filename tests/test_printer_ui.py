@@ -38,3 +38,22 @@ async def test_dashboard_shows_the_printer_live_and_switches_its_light(
     await expect(light).to_have_text("Switch off")
     await expect(light).to_have_attribute("aria-pressed", "true")
     await shot(page, "printer-card")
+
+
+async def test_a_maker_links_the_printer_from_the_settings_page(
+        browser: Browser, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+    async with start_env(tmp_path, printer_host="", printer_serial="") as penv:
+        page = await browser.new_page()
+        await log_in(page, penv.base)
+        await page.goto(f"{penv.base}/settings")
+        setup = page.locator("#printer-setup")
+        await expect(setup).to_contain_text("No printer set up")
+        await page.fill("#printer-host", "127.0.0.1")
+        await page.fill("#printer-serial", penv.standin.serial)
+        await page.click("#printer-address-form button[type=submit]")
+        await expect(setup).to_contain_text(f"127.0.0.1, serial {penv.standin.serial}")
+        await page.reload()
+        await expect(page.locator("#printer-host")).to_have_value("127.0.0.1")
+        await page.goto(f"{penv.base}/")
+        await expect(page.locator("#printer-job")).to_have_text("stand-in benchy.3mf",
+                                                                timeout=20_000)

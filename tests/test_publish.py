@@ -100,7 +100,9 @@ async def test_publisher_reconnects_after_the_appliance_restarts(tmp_path: Path)
                     await wait_for(lambda: frames_in(client), within=30, what=f"frames, {_run}")
                 finally:
                     server.terminate()
-                    await asyncio.wait_for(server.wait(), 20)
+                    # It ends its WebSockets itself (drop_transports): no wait on a publisher
+                    # that keeps sending, and a clean exit.
+                    assert await asyncio.wait_for(server.wait(), 20) == 0
     finally:
         publisher.terminate()
         out, _err = await asyncio.wait_for(publisher.communicate(), 20)

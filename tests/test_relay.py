@@ -17,16 +17,17 @@ from appliance.relay.socket import RECHECK_S
 from appliance.store.db import Database
 
 
-async def connect_browser(env: Env, origin: str | None = None) -> Browser:
+async def connect_browser(app_env: Env, origin: str | None = None) -> Browser:
     browser = Browser()
-    await browser.client.connect(env.base, headers={"Cookie": env.cookie, "Origin": origin or env.base},
+    await browser.client.connect(app_env.base,
+                                 headers={"Cookie": app_env.cookie, "Origin": origin or app_env.base},
                                  transports=["websocket"], wait_timeout=10)
     return browser
 
 
-async def connect_publisher(env: Env, token: str) -> socketio.AsyncClient:
+async def connect_publisher(app_env: Env, token: str) -> socketio.AsyncClient:
     publisher = socketio.AsyncClient(reconnection=False)
-    await publisher.connect(env.base, auth={"token": token}, transports=["websocket"],
+    await publisher.connect(app_env.base, auth={"token": token}, transports=["websocket"],
                             wait_timeout=10)
     return publisher
 
@@ -41,15 +42,15 @@ async def pair(logged_in: Env) -> AsyncIterator[tuple[Env, Browser, socketio.Asy
     await browser.client.disconnect()
 
 
-async def count(env: Env, table: str) -> int:
-    db = await Database.open(env.data_dir / "appliance.db")
+async def count(app_env: Env, table: str) -> int:
+    db = await Database.open(app_env.data_dir / "appliance.db")
     row = await db.fetch_one(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - a fixed table name
     await db.close()
     return int(row[0]) if row else 0
 
 
 async def test_binary_frame_reaches_the_browser_as_binary(pair: tuple[Env, Browser, Any]) -> None:
-    env, browser, publisher = pair
+    app_env, browser, publisher = pair
     png = make_png()
     ack = await publisher.call("image", png, timeout=10)
     assert ack == {"ok": True}
@@ -57,27 +58,27 @@ async def test_binary_frame_reaches_the_browser_as_binary(pair: tuple[Env, Brows
     [frame] = browser.of("image2v")
     assert frame["image"] == png and isinstance(frame["image"], bytes)
     assert frame["mime"] == "image/png" and frame["timestamp"].endswith("Z")
-    await wait_for(lambda: stored(env, 1), what="the frame on the SD card")
+    await wait_for(lambda: stored(app_env, 1), what="the frame on the SD card")
 
 
-async def stored(env: Env, frames: int) -> bool:
-    return await count(env, "images") == frames
+async def stored(app_env: Env, frames: int) -> bool:
+    return await count(app_env, "images") == frames
 
 
 async def test_every_frame_is_relayed_but_one_per_image_delay_is_stored(
     pair: tuple[Env, Browser, Any]
 ) -> None:
-    env, browser, publisher = pair
+    app_env, browser, publisher = pair
     frames = [make_png(rgb=(i, 0, 0)) for i in range(5)]
     for frame in frames:  # within one image_delay (10 s by default) of each other
         assert await publisher.call("image", frame, timeout=10) == {"ok": True}
     await wait_for(lambda: len(browser.of("image2v")) == 5, what="all five frames relayed")
     assert [f["image"] for f in browser.of("image2v")] == frames
-    await wait_for(lambda: stored(env, 1), what="the first frame stored")
-    env.clock.advance(10)  # image_delay later
+    await wait_for(lambda: stored(app_env, 1), what="the first frame stored")
+    app_env.clock.advance(10)  # image_delay later
     assert await publisher.call("image", frames[0], timeout=10) == {"ok": True}
-    await wait_for(lambda: stored(env, 2), what="a second frame stored")
-    relay = (await env.client.get(f"{env.base}/status")).json()["relay"]
+    await wait_for(lambda: stored(app_env, 2), what="a second frame stored")
+    relay = (await app_env.client.get(f"{app_env.base}/status")).json()["relay"]
     assert relay["framesIn"] == 6 and relay["framesStored"] == 2 and relay["storeErrors"] == 0
 
 
@@ -92,15 +93,15 @@ async def test_reference_base64_frames_are_still_accepted(pair: tuple[Env, Brows
 
 
 async def test_readings_and_status_reach_the_browser(pair: tuple[Env, Browser, Any]) -> None:
-    env, browser, publisher = pair
+    app_env, browser, publisher = pair
     assert await publisher.call("temphum", {"temperature": 21.5, "humidity": 40}) == {"ok": True}
     assert await publisher.call("status", {"status": "printing 42%"}) == {"ok": True}
     await wait_for(lambda: browser.of("status2v"), what="status2v")
     [reading] = browser.of("temphum2v")
     assert (reading["temperature"], reading["humidity"]) == (21.5, 40.0)
     assert browser.of("status2v")[0]["status"] == "printing 42%"
-    assert (await count(env, "temphum"), await count(env, "status")) == (1, 1)
-    history = await env.client.get(f"{env.base}/api/temphum",
+    assert (await count(app_env, "temphum"), await count(app_env, "status")) == (1, 1)
+    history = await app_env.client.get(f"{app_env.base}/api/temphum",
                                    params={"date": reading["timestamp"][:10]})
     assert [r["temperature"] for r in history.json()] == [21.5]
 
@@ -122,46 +123,46 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("env", [{"beacons": 0}], indirect=True)  # no presence2v among the events
+@pytest.mark.parametrize("app_env", [{"beacons": 0}], indirect=True)  # no presence2v among the events
 @pytest.mark.parametrize(("event", "payload", "error"), BAD_INPUTS)
 async def test_bad_input_gets_an_error_ack_and_nothing_is_stored_or_relayed(
     pair: tuple[Env, Browser, Any], event: str, payload: Any, error: str
 ) -> None:
-    env, browser, publisher = pair
+    app_env, browser, publisher = pair
     ack = await publisher.call(event, payload, timeout=10)
     assert ack["ok"] is False and ack["error"] == error and ack["message"]
     # The connection is kept: a good status after the bad input is the first thing relayed.
     assert await publisher.call("status", {"status": "still here"}) == {"ok": True}
     await wait_for(lambda: browser.of("status2v"), what="the good status")
     assert [name for name, _ in browser.events if name != "devices2v"] == ["status2v"]
-    assert await count(env, "images") == 0
-    assert await count(env, "temphum") == 0
-    assert await count(env, "status") == 1
+    assert await count(app_env, "images") == 0
+    assert await count(app_env, "temphum") == 0
+    assert await count(app_env, "status") == 1
 
 
 async def test_oversized_frame_gets_a_clear_error_not_a_dropped_connection(
     pair: tuple[Env, Browser, Any]
 ) -> None:
-    env, _browser, publisher = pair
-    limit = env.app.services.settings.image_max_bytes
+    app_env, _browser, publisher = pair
+    limit = app_env.app.services.settings.image_max_bytes
     ack = await publisher.call("image", make_jpeg_like(limit + 1), timeout=20)
     assert ack["error"] == "too_large" and str(limit) in ack["message"]
     big_b64 = base64.b64encode(make_jpeg_like(limit + 1)).decode()
     assert (await publisher.call("image", {"image": big_b64}, timeout=20))["error"] == "too_large"
     assert publisher.connected
-    assert await count(env, "images") == 0
+    assert await count(app_env, "images") == 0
 
 
 async def test_browser_gets_the_latest_state_when_it_connects(logged_in: Env) -> None:
-    env = logged_in
-    token = await add_token(env.data_dir)
-    publisher = await connect_publisher(env, token)
+    app_env = logged_in
+    token = await add_token(app_env.data_dir)
+    publisher = await connect_publisher(app_env, token)
     png = make_png(rgb=(1, 2, 3))
     await publisher.call("image", png)
     await publisher.call("temphum", {"temperature": 19.0, "humidity": 55.5})
     await publisher.call("status", {"status": "idle"})
-    await wait_for(lambda: env.device(B1), what="a beacon")
-    browser = await connect_browser(env)
+    await wait_for(lambda: app_env.device(B1), what="a beacon")
+    browser = await connect_browser(app_env)
     await wait_for(lambda: len({name for name, _ in browser.events}) == 4, what="four greetings")
     assert browser.of("image2v")[0]["image"] == png
     assert browser.of("temphum2v")[0]["humidity"] == 55.5
@@ -172,14 +173,14 @@ async def test_browser_gets_the_latest_state_when_it_connects(logged_in: Env) ->
 
 
 async def test_presence_changes_are_pushed(logged_in: Env) -> None:
-    env = logged_in
-    browser = await connect_browser(env)
-    await wait_for(lambda: env.device(B1), what="a beacon")
-    await env.client.post(f"{env.base}/pair", json={"deviceId": B1, "userId": "u", "userName": "a"})
+    app_env = logged_in
+    browser = await connect_browser(app_env)
+    await wait_for(lambda: app_env.device(B1), what="a beacon")
+    await app_env.client.post(f"{app_env.base}/pair", json={"deviceId": B1, "userId": "u", "userName": "a"})
     await wait_for(lambda: any(p["id"] == B1 and p["isConnected"] for p in browser.of("presence2v")),
                    within=10, what="presence2v with the GATT link up")
     pushed = [p for p in browser.of("presence2v") if p["id"] == B1][-1]
-    rest = await env.device(B1)
+    rest = await app_env.device(B1)
     assert rest is not None and set(pushed) == set(rest)
     assert pushed["isPaired"] and pushed["userName"] == "a"
     await browser.client.disconnect()
@@ -187,60 +188,60 @@ async def test_presence_changes_are_pushed(logged_in: Env) -> None:
 
 @pytest.mark.parametrize("how", ["no cookie", "bad token", "foreign origin", "publisher origin"])
 async def test_unauthenticated_and_foreign_connects_are_refused(logged_in: Env, how: str) -> None:
-    env = logged_in
+    app_env = logged_in
     client = socketio.AsyncClient(reconnection=False)
     kwargs: dict[str, Any] = {"transports": ["websocket"], "wait_timeout": 5}
     if how == "no cookie":
-        kwargs["headers"] = {"Origin": env.base}
+        kwargs["headers"] = {"Origin": app_env.base}
     elif how == "bad token":
         kwargs["auth"] = {"token": "apt_not_a_token"}
     elif how == "foreign origin":
-        kwargs["headers"] = {"Cookie": env.cookie, "Origin": "https://evil.example.com"}
+        kwargs["headers"] = {"Cookie": app_env.cookie, "Origin": "https://evil.example.com"}
     else:  # a valid token does not make a foreign web page acceptable either
-        kwargs["auth"] = {"token": await add_token(env.data_dir)}
+        kwargs["auth"] = {"token": await add_token(app_env.data_dir)}
         kwargs["headers"] = {"Origin": "https://evil.example.com"}
     with pytest.raises(socketio.exceptions.ConnectionError):
-        await client.connect(env.base, **kwargs)
+        await client.connect(app_env.base, **kwargs)
     assert not client.connected
 
 
 async def test_browsers_cannot_publish(pair: tuple[Env, Browser, Any]) -> None:
-    env, browser, _publisher = pair
+    app_env, browser, _publisher = pair
     ack = await browser.client.call("status", {"status": "spoofed"})
     assert ack["error"] == "forbidden"
-    assert await count(env, "status") == 0
+    assert await count(app_env, "status") == 0
 
 
 async def test_rest_publishing_with_a_token(pair: tuple[Env, Browser, Any]) -> None:
-    env, browser, _publisher = pair
-    token = await add_token(env.data_dir, "rest-camera")
+    app_env, browser, _publisher = pair
+    token = await add_token(app_env.data_dir, "rest-camera")
     auth = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(timeout=10) as anonymous:
         png = make_png(rgb=(9, 9, 9))
-        posted = await anonymous.post(f"{env.base}/api/image", content=png,
+        posted = await anonymous.post(f"{app_env.base}/api/image", content=png,
                                       headers={**auth, "Content-Type": "image/png"})
         assert posted.status_code == 201 and posted.json()["mime"] == "image/png"
         await wait_for(lambda: browser.of("image2v"), what="the REST frame")
         assert browser.of("image2v")[0]["image"] == png
-        reading = await anonymous.post(f"{env.base}/api/temphum", headers=auth,
+        reading = await anonymous.post(f"{app_env.base}/api/temphum", headers=auth,
                                        json={"temperature": 20, "humidity": 50})
         assert reading.status_code == 201
-        status = await anonymous.post(f"{env.base}/api/status", headers=auth,
+        status = await anonymous.post(f"{app_env.base}/api/status", headers=auth,
                                       json={"status": "done"})
         assert status.status_code == 201 and status.json()["status"] == "done"
-        limit = env.app.services.settings.image_max_bytes
+        limit = app_env.app.services.settings.image_max_bytes
         for body, code in ((b"not an image", 415), (make_jpeg_like(limit + 10), 413),
                            (make_jpeg_like(limit * 2), 413)):
-            response = await anonymous.post(f"{env.base}/api/image", content=body, headers=auth)
+            response = await anonymous.post(f"{app_env.base}/api/image", content=body, headers=auth)
             assert response.status_code == code and "error" in response.json()
-        await wait_for(lambda: stored(env, 1), what="the good frame stored")
-        bad = await anonymous.post(f"{env.base}/api/temphum", headers=auth,
+        await wait_for(lambda: stored(app_env, 1), what="the good frame stored")
+        bad = await anonymous.post(f"{app_env.base}/api/temphum", headers=auth,
                                    json={"temperature": 500, "humidity": 50})
         assert bad.status_code == 422 and "temperature" in bad.json()["message"]
-        nobody = await anonymous.post(f"{env.base}/api/status", json={"status": "x"})
+        nobody = await anonymous.post(f"{app_env.base}/api/status", json={"status": "x"})
         assert nobody.status_code == 401
-    assert await count(env, "images") == 1
-    status_body = (await env.client.get(f"{env.base}/status")).json()["relay"]
+    assert await count(app_env, "images") == 1
+    status_body = (await app_env.client.get(f"{app_env.base}/status")).json()["relay"]
     # Four rejections, but the twice-the-limit body was refused by the server's body limit before
     # the relay saw it, so the relay counted three.
     assert status_body["framesIn"] == 1 and status_body["rejected"] == 3
@@ -250,26 +251,30 @@ async def test_rest_publishing_with_a_token(pair: tuple[Env, Browser, Any]) -> N
 async def test_events_and_rest_share_one_model_and_its_messages(
     pair: tuple[Env, Browser, Any]
 ) -> None:
-    env, _browser, publisher = pair
+    app_env, _browser, publisher = pair
     assert await publisher.call("temphum", [21, 40]) == {
         "ok": False, "error": "invalid", "message": "send an object with temperature, humidity"}
     hot = {"temperature": 500, "humidity": 40}
     ack = await publisher.call("temphum", hot)
-    token = await add_token(env.data_dir, "rest-camera")
+    token = await add_token(app_env.data_dir, "rest-camera")
     async with httpx.AsyncClient(timeout=10) as anonymous:
-        rest = await anonymous.post(f"{env.base}/api/temphum", json=hot,
+        rest = await anonymous.post(f"{app_env.base}/api/temphum", json=hot,
                                     headers={"Authorization": f"Bearer {token}"})
     assert rest.status_code == 422
     assert ack["message"] == rest.json()["message"] == (
         "temperature: Input should be less than or equal to 125")
-    assert (await publisher.call("status", {"status": "two\nlines"}))["message"] == (
-        "status: must be one line of printable text")
+    # A newline, DEL, a C1 control, the line separator and a right-to-left override (which makes
+    # a status read backwards on the dashboard) are all refused the same way.
+    for text in ("two\nlines", "del\x7f", "c1\x85", "line\u2028sep", "gnp.\u202eexe"):
+        assert (await publisher.call("status", {"status": text}))["message"] == (
+            "status: must be one line of printable text"), repr(text)
+    assert (await publisher.call("status", {"status": "Zürich 🖨 ok"}))["ok"] is True
 
 
-async def _closed_by_recheck(env: Env, client: socketio.AsyncClient, what: str) -> None:
+async def _closed_by_recheck(app_env: Env, client: socketio.AsyncClient, what: str) -> None:
     """The channels re-check open connections every RECHECK_S on the app's clock."""
     def advanced_and_closed() -> bool:
-        env.clock.advance(RECHECK_S)
+        app_env.clock.advance(RECHECK_S)
         return not client.connected
 
     await wait_for(advanced_and_closed, what=what)

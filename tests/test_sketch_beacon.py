@@ -58,15 +58,6 @@ async def radio(sim_binary: Path) -> AsyncIterator[VirtualRadio]:
 
 
 @pytest.fixture
-async def rec(radio: VirtualRadio) -> AsyncIterator[AdvertisementLog]:
-    recorder = AdvertisementLog.listening_to(radio.advertisements())
-    yield recorder
-    await radio.stop()
-    async with asyncio.timeout(DEADLINE_S):
-        await recorder.task
-
-
-@pytest.fixture
 def sketch(radio: VirtualRadio) -> SketchBeacon:
     beacon = radio.simulation(SKETCH)
     assert isinstance(beacon, SketchBeacon)

@@ -172,7 +172,7 @@ async def camera_running(env: PrinterEnv) -> None:
     async def frames() -> bool:
         return (await env.printer_status())["camera"]["frames"] > 2
 
-    await wait_for(frames, within=20, what="the printer camera's frames")
+    await wait_for(lambda: env.retrying(frames()), within=20, what="the printer camera's frames")
 
 
 async def to_layer(env: PrinterEnv, layer: int, *, total: int, frames: int) -> None:

@@ -34,7 +34,7 @@ async def prepared(tmp_path: Path) -> Path:
 
 def leftovers(recording_dir: Path) -> tuple[Path, Path]:
     """What a power cut leaves: a half-written frame, and a directory no recording owns."""
-    part = recording_dir / "frames" / ".000099.jpg.part"
+    part = recording_dir / "frames" / ".000099.jpg.tmp"
     part.write_bytes(b"\xff\xd8half a frame")
     orphan = recording_dir.parent / "4242"
     (orphan / "frames").mkdir(parents=True)
@@ -100,7 +100,7 @@ async def test_a_render_cut_by_a_restart_runs_again_and_leaves_no_half_file(
         recording = await site.start()
         for n in range(frames):
             await site.frame(noise_frames[n % len(noise_frames)])
-        part = data / "timelapses" / str(recording) / ".video.mp4.part"
+        part = data / "timelapses" / str(recording) / ".video.mp4.tmp"
         await site.stop(recording)
         pid = await wait_for(lambda: ffmpeg_writing(part), within=30, what="ffmpeg to start")
         os.kill(pid, signal.SIGSTOP)  # hold it mid-render while the appliance stops

@@ -67,8 +67,8 @@ def test_frames_are_written_whole_and_a_start_up_sweeps_half_files_and_orphans(
     recording.add_frame(1, "image/jpeg", b"\xff\xd8one")
     recording.add_frame(2, "image/png", b"\x89PNGtwo")
     assert [p.name for p in recording.frames()] == ["000001.jpg", "000002.png"]
-    (recording.frames_dir / ".000003.jpg.part").write_bytes(b"cut")
-    (recording.dir / ".video.mp4.part").write_bytes(b"cut")
+    (recording.frames_dir / ".000003.jpg.tmp").write_bytes(b"cut")
+    (recording.dir / ".video.mp4.tmp").write_bytes(b"cut")
     assert [p.name for p in recording.frames()] == ["000001.jpg", "000002.png"]
     assert recording.sweep_parts() == 2
     orphan = files.RecordingFiles(tmp_path, 8)
@@ -80,10 +80,10 @@ def test_frames_are_written_whole_and_a_start_up_sweeps_half_files_and_orphans(
 
 def test_ffmpeg_runs_niced_with_bounded_threads_into_a_temporary_name(tmp_path: Path) -> None:
     args = ffmpeg_args("/usr/bin/ffmpeg", pattern="*.jpg", fps=30, size=(1280, 720),
-                       output=tmp_path / ".video.mp4.part")
+                       output=tmp_path / ".video.mp4.tmp")
     assert args[:3] == ["nice", "-n", "19"]
     assert args[args.index("-c:v") + 1] == "libx264"
     assert args[args.index("-pix_fmt") + 1] == "yuv420p"
     assert [args[i + 1] for i, a in enumerate(args) if a == "-threads"] == ["1", "2"]
-    assert args[-3:] == ["-f", "mp4", str(tmp_path / ".video.mp4.part")]
+    assert args[-3:] == ["-f", "mp4", str(tmp_path / ".video.mp4.tmp")]
     assert "tpad=stop_mode=clone:stop_duration=1.0" in args[args.index("-vf") + 1]

@@ -43,15 +43,6 @@ async def radio() -> AsyncIterator[VirtualRadio]:
     await radio.stop()
 
 
-@pytest.fixture
-async def rec(radio: VirtualRadio) -> AsyncIterator[AdvertisementLog]:
-    recorder = AdvertisementLog.listening_to(radio.advertisements())
-    yield recorder
-    await radio.stop()
-    async with asyncio.timeout(DEADLINE_S):
-        await recorder.task
-
-
 
 
 

@@ -1,14 +1,23 @@
-"""Bounded, jittered reconnect delays, shared by the MQTT and the camera links.
+"""Reconnecting with bounded, jittered delays: the loop of the MQTT and the camera links.
 
-Pure: the caller sleeps. Jitter keeps the two links (and several appliances on one printer)
-from knocking on the printer in step after it comes back.
+``Backoff`` is the pure policy; ``run_with_backoff`` runs a link's session again and again and
+sleeps on the injected clock between attempts, so a test's FakeClock drives a night of retries
+in milliseconds. Jitter keeps the two links (and several appliances on one printer) from
+knocking on the printer in step after it comes back.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NoReturn
+
+from appliance.clock import Clock
+from appliance.printer.health import LinkHealth
+
+_LOGGER = logging.getLogger(__name__)
 
 # The first retry comes quickly: a printer that dropped Wi-Fi for a moment is back within seconds.
 FIRST_DELAY_S: Final = 1.0
@@ -38,3 +47,28 @@ class Backoff:
     def reset(self) -> None:
         """A link that worked starts again from the first delay."""
         self.failures = 0
+
+
+async def run_with_backoff(
+    session: Callable[[], Awaitable[object]], *, name: str, clock: Clock, backoff: Backoff,
+    health: LinkHealth, describe: Callable[[Exception], str], closed: str,
+    on_change: Callable[[], None],
+) -> NoReturn:
+    """Run ``session`` until cancelled: after it ends (``closed`` says so) or fails (``describe``
+    says why, in words for /status), ``health`` is down and the next attempt waits the backoff's
+    delay on ``clock``. A session that connected (it marked ``health`` up) starts the delays
+    again from the first."""
+    while True:
+        health.attempts += 1
+        try:
+            await session()
+            error = closed
+        except Exception as exc:  # noqa: BLE001 - every failure is reported and retried
+            error = describe(exc)
+        if health.connected:
+            backoff.reset()
+        delay = backoff.next_delay()
+        health.down(clock.monotonic(), error, delay)
+        on_change()
+        _LOGGER.warning("Printer %s: %s; retrying in %.1f s", name, error, delay)
+        await clock.sleep(delay)

@@ -18,10 +18,10 @@ import contextlib
 import logging
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, NoReturn
 
 from appliance.clock import Clock
-from appliance.printer.backoff import Backoff
+from appliance.printer.backoff import Backoff, run_with_backoff
 from appliance.printer.errors import AccessCodeRefused, PrinterError, describe_os_error
 from appliance.printer.health import LinkHealth
 from appliance.printer.trust import PrinterTrust
@@ -38,9 +38,6 @@ FRAME_TIMEOUT_S: Final = 20.0
 JPEG_SOI: Final = b"\xff\xd8"
 CAMERA_NAME: Final = "printer's camera"
 
-Sleep = Callable[[float], Awaitable[None]]
-
-
 def auth_packet(access_code: str) -> bytes:
     code = access_code.encode()
     if len(code) > FIELD:
@@ -56,8 +53,7 @@ class StreamError(PrinterError):
 class CameraLink:
     def __init__(self, host: str, port: int, access_code: Callable[[], str], trust: PrinterTrust,
                  on_frame: Callable[[bytes], Awaitable[None]], clock: Clock, *, max_bytes: int,
-                 backoff: Backoff | None = None, sleep: Sleep = asyncio.sleep,
-                 on_change: Callable[[], None] = lambda: None) -> None:
+                 backoff: Backoff | None = None, on_change: Callable[[], None] = lambda: None) -> None:
         self._host, self._port = host, port
         self._access_code = access_code
         self._trust = trust
@@ -65,30 +61,19 @@ class CameraLink:
         self._clock = clock
         self._max_bytes = max_bytes
         self._backoff = backoff or Backoff()
-        self._sleep = sleep
         self._on_change = on_change
         self.health = LinkHealth()
         self.frames = 0
         self.oversized = 0
         self.truncated = 0
 
-    async def run(self) -> None:
-        while True:
-            self.health.attempts += 1
-            try:
-                await self._session()
-                error = f"{self._host}:{self._port} closed the camera stream"
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - every failure is reported and retried
-                error = self._describe(exc)
-            delay = self._backoff.next_delay()
-            self.health.down(self._clock.monotonic(), error, delay)
-            self._on_change()
-            _LOGGER.warning("Printer camera: %s; retrying in %.1f s", error, delay)
-            await self._sleep(delay)
+    async def run(self) -> NoReturn:
+        await run_with_backoff(
+            self._session, name="camera", clock=self._clock, backoff=self._backoff,
+            health=self.health, describe=self._describe, on_change=self._on_change,
+            closed=f"{self._host}:{self._port} closed the camera stream")
 
-    def _describe(self, exc: BaseException) -> str:
+    def _describe(self, exc: Exception) -> str:
         if self._trust.problem:
             return self._trust.problem
         if isinstance(exc, PrinterError):
@@ -150,7 +135,6 @@ class CameraLink:
                 raise StreamError(msg, code="frame_not_jpeg")
             if seen == 0:
                 self.health.up(self._clock.monotonic())
-                self._backoff.reset()
                 self._on_change()
                 _LOGGER.info("Printer camera streaming from %s:%s", self._host, self._port)
             seen += 1

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 from typing import Final
 
 from appliance.errors import RequestError
+from appliance.files import write_atomic
 
 ACCESS_CODE_MAX: Final = 32  # the camera's auth packet has 32 bytes for it
 
@@ -21,6 +21,10 @@ class AccessCodeRefused(PrinterError):
     def __init__(self, what: str) -> None:
         super().__init__(f"access code refused by the {what}: copy it again from the printer's "
                          "screen (Settings → LAN Only / WLAN)", code="access_code_refused")
+
+
+NO_PRINTER: Final = ("no printer is set up: enter its address, serial and LAN access code on the "
+                     "Settings page (or printer_host, printer_serial in appliance.toml)")
 
 
 def read_access_code(path: Path) -> str:
@@ -42,14 +46,7 @@ def read_access_code(path: Path) -> str:
 
 
 def write_access_code(path: Path, code: str) -> None:
-    """Write the code with mode 0600 from the start (never briefly world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(code + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomic(path, code + "\n")
 
 
 def describe_os_error(exc: BaseException, host: str, port: int) -> str:

@@ -18,13 +18,13 @@ import contextlib
 import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, NoReturn
 
 import aiomqtt
 
 from appliance.clock import Clock
-from appliance.printer.backoff import Backoff
+from appliance.printer.backoff import Backoff, run_with_backoff
 from appliance.printer.errors import AccessCodeRefused, PrinterError, describe_os_error
 from appliance.printer.health import LinkHealth
 from appliance.printer.trust import PrinterTrust
@@ -47,14 +47,10 @@ INCOMING_QUEUE: Final = 200
 # Refusal codes of CONNACK: 4/5 in MQTT 3.1.1, 134/135 as paho's reason codes.
 _AUTH_REFUSED: Final = frozenset({4, 5, 134, 135})
 
-Sleep = Callable[[float], Awaitable[None]]
-
-
 class MqttLink:
     def __init__(self, host: str, port: int, serial: str, access_code: Callable[[], str],
                  trust: PrinterTrust, on_report: Callable[[dict[str, Any]], None],
                  clock: Clock, *, backoff: Backoff | None = None,
-                 sleep: Sleep = asyncio.sleep,
                  on_change: Callable[[], None] = lambda: None) -> None:
         self._host, self._port, self._serial = host, port, serial
         self._access_code = access_code
@@ -63,7 +59,6 @@ class MqttLink:
         self._on_change = on_change
         self._clock = clock
         self._backoff = backoff or Backoff()
-        self._sleep = sleep
         self.health = LinkHealth()
         self.oversized = 0
         self._client: aiomqtt.Client | None = None
@@ -78,29 +73,14 @@ class MqttLink:
     def request_topic(self) -> str:
         return f"device/{self._serial}/request"
 
-    async def run(self) -> None:
+    async def run(self) -> NoReturn:
         """Connect, read, reconnect, until cancelled."""
-        while True:
-            self.health.attempts += 1
-            try:
-                await self._session()
-                error = f"{self._host}:{self._port} closed the connection"
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - every failure is reported and retried
-                error = self._describe(exc)
-            finally:
-                self._client = None
-                for future in self._pending.values():
-                    future.cancel()
-                self._pending.clear()
-            delay = self._backoff.next_delay()
-            self.health.down(self._clock.monotonic(), error, delay)
-            self._on_change()
-            _LOGGER.warning("Printer MQTT: %s; retrying in %.1f s", error, delay)
-            await self._sleep(delay)
+        await run_with_backoff(
+            self._session, name="MQTT", clock=self._clock, backoff=self._backoff,
+            health=self.health, describe=self._describe, on_change=self._on_change,
+            closed=f"{self._host}:{self._port} closed the connection")
 
-    def _describe(self, exc: BaseException) -> str:
+    def _describe(self, exc: Exception) -> str:
         if self._trust.problem:
             return self._trust.problem
         if isinstance(exc, PrinterError):
@@ -122,20 +102,27 @@ class MqttLink:
             keepalive=KEEPALIVE_S, timeout=CONNECT_TIMEOUT_S,
             max_queued_incoming_messages=INCOMING_QUEUE, logger=_LOGGER,
         )
-        async with contextlib.AsyncExitStack() as stack:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                await stack.enter_async_context(client)
-                await client.subscribe(self.report_topic, timeout=CONNECT_TIMEOUT_S)
-                self._client = client
-                await self._publish({"info": {"sequence_id": self._next_id(), "command": "get_version"}})
-                await self._publish({"pushing": {"sequence_id": self._next_id(), "command": "pushall",
-                                                 "version": 1, "push_target": 1}})
-            self.health.up(self._clock.monotonic())
-            self._backoff.reset()
-            self._on_change()
-            _LOGGER.info("Printer MQTT connected to %s:%s", self._host, self._port)
-            async for message in client.messages:
-                self._handle(message.payload)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    await stack.enter_async_context(client)
+                    await client.subscribe(self.report_topic, timeout=CONNECT_TIMEOUT_S)
+                    self._client = client
+                    await self._publish({"info": {"sequence_id": self._next_id(),
+                                                  "command": "get_version"}})
+                    await self._publish({"pushing": {"sequence_id": self._next_id(),
+                                                     "command": "pushall", "version": 1,
+                                                     "push_target": 1}})
+                self.health.up(self._clock.monotonic())
+                self._on_change()
+                _LOGGER.info("Printer MQTT connected to %s:%s", self._host, self._port)
+                async for message in client.messages:
+                    self._handle(message.payload)
+        finally:  # commands waiting for an answer get none from this connection
+            self._client = None
+            for future in self._pending.values():
+                future.cancel()
+            self._pending.clear()
 
     def _handle(self, payload: Any) -> None:
         if not isinstance(payload, (bytes, bytearray)) or len(payload) > REPORT_MAX_BYTES:

@@ -10,24 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 from appliance.clock import Clock, wall_of
+from appliance.files import write_atomic
 from appliance.presence.model import Unsubscribe
 from appliance.printer.backoff import Backoff
 from appliance.printer.camera import CameraLink
-from appliance.printer.errors import PrinterError, read_access_code, write_access_code
+from appliance.printer.errors import NO_PRINTER, PrinterError, read_access_code, write_access_code
 from appliance.printer.health import LinkHealth
 from appliance.printer.model import CHAMBER_LIGHT, PrinterState, merge_report, read_state
 from appliance.printer.mqtt import MqttLink
 from appliance.printer.trust import PrinterTrust
 from appliance.relay.frames import RelayInputError, frame_from_bytes
 from appliance.relay.service import RelayService
-from appliance.settings import Settings
+from appliance.settings import Settings, parse_printer_host, parse_printer_serial
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,6 +43,24 @@ CAMERA: Final = "printer camera"
 Listener = Callable[[dict[str, Any]], None]
 
 
+def address_path(settings: Settings) -> Path:
+    """The address saved on the Settings page; it wins over printer_host/printer_serial."""
+    return settings.data_dir / "printer-address.json"
+
+
+def read_address(settings: Settings) -> tuple[str, str]:
+    """(host, serial): the Settings page's, else appliance.toml's."""
+    path = address_path(settings)
+    try:
+        saved = json.loads(path.read_text())
+        return parse_printer_host(saved["host"]), parse_printer_serial(saved["serial"])
+    except FileNotFoundError:
+        return settings.printer_host, settings.printer_serial
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        _LOGGER.warning("Ignoring %s (%s); using printer_host and printer_serial", path, exc)
+        return settings.printer_host, settings.printer_serial
+
+
 def access_code_path(settings: Settings) -> Path:
     return Path(settings.printer_access_code_file) if settings.printer_access_code_file \
         else settings.data_dir / "printer-access-code"
@@ -49,13 +69,14 @@ def access_code_path(settings: Settings) -> Path:
 class PrinterService:
     def __init__(self, settings: Settings, relay: RelayService, clock: Clock, *,
                  time_format: Callable[[datetime], str],
-                 backoff: Callable[[], Backoff] = Backoff,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 backoff: Callable[[], Backoff] = Backoff) -> None:
         self._settings = settings
         self._relay = relay
         self._clock = clock
         self._time_format = time_format  # the API's (appliance.schema.api_time)
-        self.trust = PrinterTrust(settings.printer_tls, settings.data_dir, settings.printer_serial)
+        self._backoff = backoff
+        self.host, self.serial = read_address(settings)
+        self.trust = PrinterTrust(settings.printer_tls, settings.data_dir, self.serial)
         self._held: dict[str, Any] = {}
         self._last_seen: float | None = None
         self._listeners: list[Listener] = []
@@ -65,19 +86,23 @@ class PrinterService:
         self._last_line: str | None = None
         self._last_line_state: str | None = None
         self._line_at = float("-inf")
-        host = settings.printer_host
-        self.mqtt = MqttLink(
-            host, settings.printer_mqtt_port, settings.printer_serial, self._access_code,
-            self.trust, self._on_report, clock, backoff=backoff(), sleep=sleep,
+        self.mqtt, self.camera = self._links()
+
+    def _links(self) -> tuple[MqttLink, CameraLink]:
+        settings = self._settings
+        mqtt = MqttLink(
+            self.host, settings.printer_mqtt_port, self.serial, self._access_code,
+            self.trust, self._on_report, self._clock, backoff=self._backoff(),
             on_change=self._changed.set)
-        self.camera = CameraLink(
-            host, settings.printer_camera_port, self._access_code, self.trust, self._on_frame,
-            clock, max_bytes=settings.image_max_bytes, backoff=backoff(), sleep=sleep,
+        camera = CameraLink(
+            self.host, settings.printer_camera_port, self._access_code, self.trust, self._on_frame,
+            self._clock, max_bytes=settings.image_max_bytes, backoff=self._backoff(),
             on_change=self._changed.set)
+        return mqtt, camera
 
     @property
     def configured(self) -> bool:
-        return bool(self._settings.printer_host)
+        return bool(self.host)
 
     # -- life ----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -92,6 +117,29 @@ class PrinterService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+
+    async def set_address(self, host: str, serial: str) -> None:
+        """Keep the printer's address (the Settings page) and connect to it at once; an empty
+        host unlinks the printer. Another serial is another printer: its certificate is new."""
+        try:
+            host, serial = parse_printer_host(host), parse_printer_serial(serial)
+        except ValueError as exc:
+            raise PrinterError(str(exc), code="invalid", status=422) from None
+        if host and not serial:
+            msg = "set the printer's serial too (on its screen: Settings → Device)"
+            raise PrinterError(msg, code="invalid", status=422)
+        await self.stop()
+        await asyncio.to_thread(write_atomic, address_path(self._settings),
+                                json.dumps({"host": host, "serial": serial}) + "\n")
+        if serial != self.serial:
+            self.trust.forget(serial)
+            self._held, self._last_seen, self._last_line = {}, None, None
+        self.host, self.serial = host, serial
+        _LOGGER.info("Printer address set to %s, serial %s (from the Settings page)",
+                     host or "none", serial or "none")
+        self.mqtt, self.camera = self._links()
+        self._changed.set()
+        await self.start()
 
     async def set_access_code(self, code: str) -> None:
         """Keep a new access code (mode 0600) and reconnect both links with it at once."""
@@ -174,8 +222,7 @@ class PrinterService:
     async def set_light(self, on: bool) -> bool:
         """Switch the chamber light; True when the printer confirmed it."""
         if not self.configured:
-            msg = "no printer is set up: set printer_host, printer_serial and the access code"
-            raise PrinterError(msg, code="no_printer", status=404)
+            raise PrinterError(NO_PRINTER, code="no_printer", status=404)
         confirmed = await self.mqtt.command(
             "system", "ledctrl", led_node=CHAMBER_LIGHT, led_mode="on" if on else "off",
             led_on_time=500, led_off_time=500, loop_times=0, interval_time=0)
@@ -196,10 +243,9 @@ class PrinterService:
     def status(self) -> dict[str, Any]:
         if not self.configured:
             return {"configured": False,
-                    "message": "no printer: set printer_host, printer_serial and the access code"}
+                    "message": NO_PRINTER}
         return {
-            "configured": True, "host": self._settings.printer_host,
-            "serial": self._settings.printer_serial,
+            "configured": True, "host": self.host, "serial": self.serial,
             "mqtt": {**self._link(self.mqtt.health), "oversized": self.mqtt.oversized},
             "camera": {**self._link(self.camera.health), "frames": self.camera.frames,
                        "oversized": self.camera.oversized, "truncated": self.camera.truncated},

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import ssl
+import threading
 from pathlib import Path
 from typing import Any, Final
 
 from appliance.errors import ApplianceError
+from appliance.files import write_atomic
 from appliance.printer.errors import PrinterError
 
 _LOGGER = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ class PrinterTrust:
         self._pin_path = data_dir / PIN_FILE
         self.problem: str | None = None
         self.offered: str | None = None  # the refused certificate's fingerprint
+        # The MQTT link checks inside paho's handshake, in an executor thread, while the camera
+        # link checks on the event loop: one at a time reads and writes the pin.
+        self._lock = threading.Lock()
 
     @property
     def pinned(self) -> str | None:
@@ -73,10 +77,11 @@ class PrinterTrust:
             self._refuse("the printer sent no certificate", None)
         seen = fingerprint(der or b"")
         if self.mode == PIN:
-            pinned = self.pinned
-            if pinned is None:
-                self._pin(seen)
-            elif pinned != seen:
+            with self._lock:
+                pinned = self.pinned
+                if pinned is None:
+                    self._pin(seen)
+            if pinned is not None and pinned != seen:
                 self._refuse(
                     f"certificate changed: the printer now shows {seen[:16]}…, trusted is "
                     f"{pinned[:16]}…; if you replaced the printer or reset it, trust the new "
@@ -94,15 +99,20 @@ class PrinterTrust:
         if self.mode != PIN or self.offered is None or seen != self.offered:
             msg = "no refused certificate with that fingerprint; reload the page and try again"
             raise PrinterError(msg, code="nothing_to_trust", status=409)
-        self._pin(seen)
+        with self._lock:
+            self._pin(seen)
         self.problem = None
         self.offered = None
 
+    def forget(self, serial: str) -> None:
+        """Another printer: trust the certificate it shows first, as for the first one."""
+        with self._lock:
+            self.serial = serial
+            self._pin_path.unlink(missing_ok=True)
+            self.problem = self.offered = None
+
     def _pin(self, seen: str) -> None:
-        self._pin_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._pin_path.with_suffix(".tmp")
-        tmp.write_text(seen + "\n")
-        os.replace(tmp, self._pin_path)
+        write_atomic(self._pin_path, seen + "\n")
         _LOGGER.info("Trusting the printer's certificate %s (first seen)", seen)
 
     def _refuse(self, problem: str, seen: str | None) -> None:

@@ -10,7 +10,6 @@ phone never makes the server buffer frames.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -230,8 +229,9 @@ class RelayChannels:
         channel = self._channels.pop(sid, None)
         if channel:
             channel.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await channel.task
+            # asyncio.wait, not `suppress(CancelledError): await task`: that would also swallow
+            # a cancel of this handler itself, and hypercorn's shutdown would wait on it forever.
+            await asyncio.wait([channel.task])
 
     async def _recheck_forever(self) -> None:
         clock = self._services().clock
@@ -241,6 +241,19 @@ class RelayChannels:
                 await self.recheck()
             except Exception:
                 _LOGGER.exception("Re-checking open connections failed; trying again")
+
+    def drop_transports(self) -> None:
+        """Shutdown: end every WebSocket at the transport, as a process exit would.
+
+        Clients see the link drop and reconnect to the next process (a Socket.IO disconnect would
+        tell them not to). Without this, hypercorn cancels the connections after its graceful
+        timeout, and python-engineio's receive loop swallows a cancel that lands in an event
+        handler (a bare ``except``), so a publisher that keeps sending kept the process alive.
+        A ``None`` in an engine.io socket's queue is how engine.io itself ends its writer, which
+        then closes the WebSocket.
+        """
+        for socket in list(self.sio.eio.sockets.values()):
+            socket.queue.put_nowait(None)
 
     async def recheck(self) -> None:
         """Close every connection whose session or token has ended."""

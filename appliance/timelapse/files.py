@@ -1,25 +1,26 @@
 """A recording's files: ``data_dir/timelapses/<id>/`` with ``frames/000001.jpg ...``, then
 ``video.mp4`` and ``poster.jpg``.
 
-Every file is written under a temporary name (``.<name>.part``) and renamed, so a power cut
+Every file is written under a temporary name (``.<name>.tmp``) and renamed, so a power cut
 leaves a whole file or none, and the temporary names say what to sweep at start-up. Blocking
 calls: the service runs them in a thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+from appliance.files import write_atomic
+
 ROOT: Final = "timelapses"
 FRAMES: Final = "frames"
 VIDEO: Final = "video.mp4"
 POSTER: Final = "poster.jpg"
-PART_SUFFIX: Final = ".part"
+PART_SUFFIX: Final = ".tmp"  # appliance.files.temporary_of's
 EXTENSIONS: Final = {"image/jpeg": ".jpg", "image/png": ".png"}
 FRAME_DIGITS: Final = 6
 DIR_MODE: Final = 0o700
@@ -27,27 +28,6 @@ DIR_MODE: Final = 0o700
 
 def root(data_dir: Path) -> Path:
     return data_dir / ROOT
-
-
-def part_of(path: Path) -> Path:
-    """The temporary name ``path`` is written under before it is renamed into place."""
-    return path.with_name(f".{path.name}{PART_SUFFIX}")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """``data`` at ``path``, whole or not at all: written, synced, then renamed."""
-    temporary = part_of(path)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        temporary.replace(path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
 
 
 class RecordingFiles:
@@ -67,7 +47,7 @@ class RecordingFiles:
         return self.frames_dir / f"{number:0{FRAME_DIGITS}d}{EXTENSIONS[mime]}"
 
     def add_frame(self, number: int, mime: str, data: bytes) -> None:
-        write_atomically(self.frame_path(number, mime), data)
+        write_atomic(self.frame_path(number, mime), data)
 
     def frames(self) -> list[Path]:
         """The whole frames, in order (temporary files are not frames)."""

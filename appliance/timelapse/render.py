@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Final
 
 from appliance.errors import ApplianceError
-from appliance.timelapse.files import RecordingFiles, part_of
+from appliance.files import temporary_of
+from appliance.timelapse.files import RecordingFiles
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -158,18 +159,18 @@ async def render(files: RecordingFiles, *, fps: int,
         if key == "frame" and value.isdigit():
             on_progress(min(1.0, int(value) / total))
 
-    video_part = part_of(files.video)
+    video_part = temporary_of(files.video)
     try:
         await _run(ffmpeg_args(ffmpeg, pattern=f"*{extension}", fps=fps, size=size,
                                output=video_part), what="rendering the video", cwd=files.frames_dir,
                    on_line=progress)
-        poster_part = part_of(files.poster)
+        poster_part = temporary_of(files.poster)
         await _run(["nice", "-n", str(NICENESS), ffmpeg, "-hide_banner", "-nostdin", "-loglevel",
                     "error", "-y", "-i", str(usable[-1]), "-frames:v", "1", "-vf",
                     f"scale='min({POSTER_WIDTH},iw)':-2", "-q:v", "4", "-f", "image2",
                     "-c:v", "mjpeg", str(poster_part)], what="making the poster")
     except BaseException:
-        for part in (video_part, part_of(files.poster)):
+        for part in (video_part, temporary_of(files.poster)):
             with contextlib.suppress(FileNotFoundError):
                 part.unlink()
         raise

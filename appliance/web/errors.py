@@ -6,9 +6,9 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
-from quart import Quart, Response, jsonify, request
+from quart import Quart, Request, Response, jsonify, request
 from quart_schema import RequestSchemaValidationError, ResponseSchemaValidationError
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed
 
 from appliance.auth.accounts import AccountError
 from appliance.auth.policy import PolicyError
@@ -24,6 +24,27 @@ _STATUS_FOR_CODE = {
 }
 
 
+class BadJson(BadRequest):
+    """A JSON body that cannot be read: a 400 that says why."""
+
+
+class JsonRequest(Request):
+    """Quart's request, whose get_json lets two kinds of bad body escape as 500s: bytes that are
+    not UTF-8 (UTF-16, say) are decoded before its ``except ValueError``, and deep nesting
+    raises RecursionError, which is no ValueError."""
+
+    async def get_json(self, force: bool = False, silent: bool = False,
+                       cache: bool = True) -> Any:
+        try:
+            return await super().get_json(force=force, silent=silent, cache=cache)
+        except UnicodeDecodeError:
+            msg = "the body is not UTF-8: send JSON encoded as UTF-8"
+            raise BadJson(msg) from None
+        except RecursionError:
+            msg = "the body nests too deep to be a request of this API"
+            raise BadJson(msg) from None
+
+
 def json_error(status: int, code: str, message: str, **headers: str) -> Response:
     response = jsonify(ErrorBody(error=code, message=message).model_dump())
     response.status_code = status
@@ -32,6 +53,7 @@ def json_error(status: int, code: str, message: str, **headers: str) -> Response
 
 
 def register(app: Quart) -> None:
+    app.request_class = JsonRequest
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(exc: RequestSchemaValidationError) -> Response:
         inner: Any = exc.validation_error
@@ -67,6 +89,8 @@ def register(app: Quart) -> None:
     async def http_error(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
         status = exc.code or 500
+        if isinstance(exc, BadJson):
+            return json_error(400, "bad_json", exc.description or "the body is not valid JSON")
         if status == 400 and request.is_json:  # quart's get_json failed to parse the body
             return json_error(400, "bad_json", "the body is not valid JSON")
         headers = {}

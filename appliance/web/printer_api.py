@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
 from quart_schema import validate_request, validate_response
 
-from appliance.printer.errors import PrinterError
+from appliance import schema
+from appliance.printer.errors import NO_PRINTER, PrinterError
 from appliance.printer.service import PrinterService
 from appliance.web.context import services
 from appliance.web.guard import token_allowed
@@ -16,73 +16,26 @@ from appliance.web.guard import token_allowed
 blueprint = Blueprint("printer", __name__)
 
 
-class LightRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    on: bool
-
-
-class AccessCodeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    accessCode: str = Field(min_length=1, max_length=32, pattern=r"^[\x21-\x7e]+$")
-
-
-class TrustRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
-class PrinterState(BaseModel):
-    """GET /api/printer, and the body of every ``printer2v``."""
-
-    connected: bool
-    state: str | None = Field(description="gcode_state: IDLE, PREPARE, RUNNING, PAUSE, FINISH, FAILED")
-    progress: int | None
-    layer: int | None
-    totalLayers: int | None
-    remainingMin: int | None
-    nozzleTemp: float | None
-    nozzleTarget: float | None
-    bedTemp: float | None
-    bedTarget: float | None
-    job: str | None
-    lightOn: bool | None
-    lastError: str | None
-    lastSeen: str | None = Field(description="UTC, ISO 8601 with milliseconds and Z")
-
-
-class LightAnswer(BaseModel):
-    success: bool
-    lightOn: bool | None
-    message: str
-
-
-class PrinterAnswer(BaseModel):
-    success: bool
-    message: str
-    pinned: str | None = None
-
-
 def _printer() -> PrinterService:
     printer = services().printer
     if printer is None or not printer.configured:
-        msg = "no printer is set up: set printer_host, printer_serial and the access code"
-        raise PrinterError(msg, code="no_printer", status=404)
+        raise PrinterError(NO_PRINTER, code="no_printer", status=404)
     return printer
 
 
 @blueprint.get("/api/printer")
 @token_allowed
-@validate_response(PrinterState)
+@validate_response(schema.PrinterState)
 async def printer_state() -> dict[str, Any]:
     """The printer's state: the same body browsers receive as ``printer2v`` on every change."""
     return _printer().payload()
 
 
 @blueprint.post("/api/printer/light")
-@validate_request(LightRequest)
-@validate_response(LightAnswer, 200)
-@validate_response(LightAnswer, 202)
-async def printer_light(data: LightRequest) -> tuple[dict[str, Any], int]:
+@validate_request(schema.LightRequest)
+@validate_response(schema.LightAnswer, 200)
+@validate_response(schema.LightAnswer, 202)
+async def printer_light(data: schema.LightRequest) -> tuple[dict[str, Any], int]:
     """Switch the chamber light (MQTT ``ledctrl``). 200 when the printer confirmed it, 202 when
     it was sent but not answered; 409 when the printer refused it (Developer Mode off)."""
     confirmed = await _printer().set_light(data.on)
@@ -93,9 +46,9 @@ async def printer_light(data: LightRequest) -> tuple[dict[str, Any], int]:
 
 
 @blueprint.put("/api/printer/access-code")
-@validate_request(AccessCodeRequest)
-@validate_response(PrinterAnswer)
-async def printer_access_code(data: AccessCodeRequest) -> dict[str, Any]:
+@validate_request(schema.AccessCodeRequest)
+@validate_response(schema.PrinterAnswer)
+async def printer_access_code(data: schema.AccessCodeRequest) -> dict[str, Any]:
     """Save the LAN access code (write-only: no route ever answers it) and reconnect with it."""
     printer = services().printer
     if printer is None:
@@ -103,14 +56,29 @@ async def printer_access_code(data: AccessCodeRequest) -> dict[str, Any]:
         raise PrinterError(msg, code="starting", status=503)
     await printer.set_access_code(data.accessCode)
     message = ("saved; the printer link reconnects with it now" if printer.configured else
-               "saved; set printer_host and printer_serial too (README: The printer)")
+               "saved; enter the printer's address and serial too")
+    return {"success": True, "message": message}
+
+
+@blueprint.put("/api/printer/address")
+@validate_request(schema.AddressRequest)
+@validate_response(schema.PrinterAnswer)
+async def printer_address(data: schema.AddressRequest) -> dict[str, Any]:
+    """Save the printer's address and serial (the Settings page) and connect to it now."""
+    printer = services().printer
+    if printer is None:
+        msg = "the appliance is still starting; try again in a moment"
+        raise PrinterError(msg, code="starting", status=503)
+    await printer.set_address(data.host, data.serial)
+    message = (f"saved; connecting to {printer.host}" if printer.configured
+               else "saved; no printer is linked now")
     return {"success": True, "message": message}
 
 
 @blueprint.post("/api/printer/trust")
-@validate_request(TrustRequest)
-@validate_response(PrinterAnswer)
-async def printer_trust(data: TrustRequest) -> dict[str, Any]:
+@validate_request(schema.TrustRequest)
+@validate_response(schema.PrinterAnswer)
+async def printer_trust(data: schema.TrustRequest) -> dict[str, Any]:
     """Trust the certificate the printer now shows (after it was refused as changed)."""
     _printer().trust.trust_offered(data.fingerprint)
     return {"success": True, "pinned": data.fingerprint,

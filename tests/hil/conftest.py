@@ -11,18 +11,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
 
-# labgrid's `target` asks for a fixture named `env`, and tests/conftest.py's app fixture of that
-# name would answer it here: this puts labgrid's own back for tests/hil. (The app fixture should
-# get a name of its own; then this import goes.)
-from labgrid.pytestplugin.fixtures import env  # noqa: F401
-
-from .rig import SSH_TIMEOUT_S, BeaconSerial, Rig, RigError
+from .rig import BeaconSerial, Rig
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 MEASUREMENTS: Final = ROOT / "build" / "hil-measurements.json"
@@ -36,25 +30,8 @@ SETTINGS_FILE: Final = "/etc/appliance/appliance.toml"
 MARK: Final = "# --- HIL suite settings (removed after the run) ---"
 
 
-@dataclass
-class LabgridRig(Rig):
-    """The Rig with its commands through the strategy (SSHDriver.run, labgrid's public API) and
-    its boots walked by it. (rig.py's own `sh` builds the ssh command line itself.)"""
-
-    strategy: Any = None  # ApplianceStrategy
-
-    def sh(self, command: str, *, check: bool = True, sudo: bool = False,
-           timeout: float = SSH_TIMEOUT_S) -> str:
-        code, stdout, stderr = self.strategy.sh(command, sudo=sudo, timeout=timeout)
-        if check and code != 0:
-            msg = f"{command!r} on the appliance: status {code}\n{stdout}{stderr}"
-            raise RigError(msg)
-        return str(stdout)
-
-
 def wait_ready(rig: Rig, within: float = READY_S) -> dict[str, str]:
     """supervisor runs the app and nginx, and /health answers through nginx (the strategy's check)."""
-    assert isinstance(rig, LabgridRig)
     return dict(rig.strategy.wait_ready(within))
 
 
@@ -76,10 +53,10 @@ def rig(request: pytest.FixtureRequest, record_testsuite_property: Any) -> Itera
     else:  # the lab rig: the Nano on USB
         ports = [target.get_resource("USBSerialPort").port]
     option = target.env.config.get_option
-    rig = LabgridRig(features=features, ssh=strategy.ssh, power=strategy.power, target=target,
-                     http_url=strategy.http_url, admin_user=option("admin_user"),
-                     admin_password=option("admin_password"),
-                     beacons=[BeaconSerial(port) for port in ports], strategy=strategy)
+    rig = Rig(features=features, ssh=strategy.ssh, power=strategy.power, target=target,
+              http_url=strategy.http_url, admin_user=option("admin_user"),
+              admin_password=option("admin_password"),
+              beacons=[BeaconSerial(port) for port in ports], strategy=strategy)
     rig.measurements["boot_to_ready_s"] = boot_to_ready_s
 
     release = dict(line.split("=", 1) for line in rig.sh("cat /etc/appliance-release").splitlines()

@@ -36,6 +36,7 @@ from typing import Any, Final
 
 import attr
 import httpx
+from helpers import wait_for_blocking
 from labgrid.driver.common import Driver
 from labgrid.factory import target_factory
 from labgrid.protocol import PowerProtocol
@@ -284,6 +285,14 @@ class NotReady(StrategyError):
     """The appliance did not get ready in time; the message says what was seen last."""
 
 
+class _NotYet(Exception):
+    """A look at the appliance that found it not ready yet, saying what it saw."""
+
+
+# What a look at an appliance that is not ready yet may meet.
+_NOT_YET: Final = (_NotYet, OSError, httpx.HTTPError, subprocess.SubprocessError)
+
+
 @target_factory.reg_driver
 @attr.s(eq=False)
 class ApplianceStrategy(Strategy):
@@ -347,24 +356,20 @@ class ApplianceStrategy(Strategy):
 
     def wait_ready(self, within: float) -> dict[str, str]:
         """supervisor runs the app and nginx, and /health answers through nginx: the programs."""
-        deadline = time.monotonic() + within
-        last: object = "nothing yet"
-        while time.monotonic() < deadline:
-            try:
-                programs = self.supervisor_status()
-                if programs.get("appliance") == "RUNNING" and programs.get("nginx") == "RUNNING":
-                    response = httpx.get(f"{self.http_url}/health", timeout=10)
-                    if response.status_code == 200:
-                        return programs
-                    last = f"/health: {response.status_code}"
-                else:
-                    last = programs
-            except (OSError, httpx.HTTPError, subprocess.SubprocessError) as exc:
-                last = exc
-            time.sleep(READY_POLL_S)
-        msg = (f"supervisor's appliance and nginx RUNNING, /health through nginx: not within "
-               f"{within:.0f} s (last: {last})")
-        raise NotReady(msg)
+        def ready() -> dict[str, str]:
+            programs = self.supervisor_status()
+            if programs.get("appliance") != "RUNNING" or programs.get("nginx") != "RUNNING":
+                raise _NotYet(programs)
+            response = httpx.get(f"{self.http_url}/health", timeout=10)
+            if response.status_code != 200:
+                raise _NotYet(f"/health: {response.status_code}")
+            return programs
+
+        try:
+            return wait_for_blocking(ready, within=within, interval=READY_POLL_S, retry_on=_NOT_YET,
+                                     what="supervisor's appliance and nginx RUNNING, /health through nginx")
+        except AssertionError as exc:
+            raise NotReady(str(exc)) from None
 
     def boot_id(self) -> str:
         return self.sh("cat /proc/sys/kernel/random/boot_id")[1].strip()
@@ -379,16 +384,17 @@ class ApplianceStrategy(Strategy):
         """
         start = time.monotonic()
         self.status = Status.unknown
-        while True:
+
+        def new_boot() -> bool:
             self.target.deactivate(self.ssh)
-            try:
-                self.target.activate(self.ssh)
-                if self.boot_id() != old_boot_id:
-                    break
-            except Exception as exc:  # labgrid raises a plain Exception on an SSH timeout
-                if time.monotonic() - start > REBOOT_S:
-                    msg = f"the appliance did not come back within {REBOOT_S:.0f} s: {exc}"
-                    raise NotReady(msg) from exc
+            self.target.activate(self.ssh)
+            return self.boot_id() != old_boot_id
+
+        try:  # labgrid raises a plain Exception on an SSH timeout
+            wait_for_blocking(new_boot, within=REBOOT_S, interval=READY_POLL_S, retry_on=(Exception,),
+                              what="the appliance back over SSH in a new boot")
+        except AssertionError as exc:
+            raise NotReady(str(exc)) from None
         self.status = Status.booted
         self.transition(Status.ready)
         return time.monotonic() - start

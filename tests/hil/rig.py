@@ -1,17 +1,16 @@
 """What the HIL scenarios see of a rig, the same on both: the appliance over SSH and through nginx,
 its power, and the beacons' USB serial consoles.
 
-labgrid describes the rig (rigs/*.yaml); ``Rig.from_target`` takes its drivers: SSHDriver for
-commands, a PowerProtocol driver (TwinMachineDriver on the virtual rig; a USB hub port or a
-switched plug on the lab rig) for power cuts, and the beacons' serial ports (the radio's ptys on
-the virtual rig; the Nano's USBSerialPort on the lab rig).
+labgrid describes the rig (rigs/*.yaml); the ``rig`` fixture (conftest.py) takes its drivers and
+its strategy: SSHDriver for commands (through ApplianceStrategy.sh), a PowerProtocol driver
+(TwinMachineDriver on the virtual rig; a USB hub port or a switched plug on the lab rig) for power
+cuts, and the beacons' serial ports (the radio's ptys on the virtual rig; the Nano's
+USBSerialPort on the lab rig).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import shlex
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +20,7 @@ from typing import Any, Final, TypeVar
 import httpx
 import serial
 import socketio
+from helpers import wait_for
 
 from appliance.presence import protocol
 from appliance.presence.beacon_serial import READ_POLL_S, BeaconConsole, BeaconSerialError
@@ -31,6 +31,10 @@ SSH_TIMEOUT_S: Final = 120.0
 # The virtual rig's beacons are beacon-sim under sanitizers on a loaded host: more than the
 # client's default.
 SERIAL_REPLY_S: Final = 5.0
+# Between two looks at the rig: each look is an HTTP request through nginx or an SSH command.
+RIG_POLL_S: Final = 0.5
+# What a look at a rig that is not up yet may meet.
+NOT_YET: Final = (httpx.HTTPError, OSError, subprocess.SubprocessError)
 
 
 class RigError(AssertionError):
@@ -38,21 +42,10 @@ class RigError(AssertionError):
 
 
 async def until(probe: Callable[[], Awaitable[T | None]], within: float, what: str,
-                interval: float = 0.5) -> T:
-    """Poll `probe` until it returns something other than None (or False), or fail after `within` s."""
-    deadline = time.monotonic() + within
-    last: object = None
-    while True:
-        try:
-            result = await probe()
-        except (httpx.HTTPError, OSError, subprocess.SubprocessError) as exc:
-            last, result = exc, None
-        if result is not None and result is not False:
-            return result
-        if time.monotonic() >= deadline:
-            msg = f"{what}: not within {within:.0f} s (last error: {last})"
-            raise RigError(msg)
-        await asyncio.sleep(interval)
+                interval: float = RIG_POLL_S) -> T:
+    """tests/helpers.py's wait_for at the rig's pace: an error of a rig that is not up yet (the
+    web side, SSH) counts as "not yet"."""
+    return await wait_for(probe, within=within, what=what, interval=interval, retry_on=NOT_YET)
 
 
 @dataclass
@@ -84,37 +77,26 @@ class Rig:
     admin_user: str
     admin_password: str
     beacons: list[BeaconSerial]
+    strategy: Any  # ApplianceStrategy (labgrid_rigs.py): walks the rig off → booted → ready
     measurements: dict[str, Any] = field(default_factory=dict)
 
     # --- commands on the appliance ---
-
-    def _ssh_command(self, command: str) -> list[str]:
-        service = self.ssh.networkservice
-        return ["ssh", "-x", *self.ssh.ssh_prefix, "-p", str(service.port), "-l", self.ssh._get_username(),
-                service.address, command]
 
     def sh(self, command: str, *, check: bool = True, sudo: bool = False,
            timeout: float = SSH_TIMEOUT_S) -> str:
         """Run a shell command on the appliance (as root with sudo=True); its stdout.
 
-        The admin's account has no password (SSH keys only); first boot lets it sudo without one.
+        Through the strategy, i.e. labgrid's SSHDriver.run (its CommandProtocol): the driver
+        knows the user, the port and its master connection.
         """
-        remote = f"sudo -n sh -c {shlex.quote(command)}" if sudo else command
-        result = subprocess.run(self._ssh_command(remote), stdin=subprocess.DEVNULL,
-                                capture_output=True, text=True, timeout=timeout, check=False)
-        if check and result.returncode != 0:
-            msg = f"{command!r} on the appliance: status {result.returncode}\n{result.stdout}{result.stderr}"
+        code, stdout, stderr = self.strategy.sh(command, sudo=sudo, timeout=timeout)
+        if check and code != 0:
+            msg = f"{command!r} on the appliance: status {code}\n{stdout}{stderr}"
             raise RigError(msg)
-        return result.stdout
-
-    def reconnect_ssh(self) -> None:
-        """After a reboot or power cut the SSH master connection is gone: make a new one."""
-        self.target.deactivate(self.ssh)
-        self.target.activate(self.ssh)
+        return str(stdout)
 
     def supervisor_status(self) -> dict[str, str]:
-        out = self.sh("supervisorctl status", sudo=True, check=False)
-        return {line.split()[0]: line.split()[1] for line in out.splitlines() if len(line.split()) > 1}
+        return dict(self.strategy.supervisor_status())
 
     def unit_failed(self) -> list[str]:
         out = self.sh("systemctl list-units --state=failed --plain --no-legend", check=False)

@@ -23,7 +23,7 @@ import pytest
 import socketio
 from helpers import make_png
 
-from .conftest import ROOT, LabgridRig, wait_ready
+from .conftest import ROOT, wait_ready
 from .rig import Rig, until
 
 APP_CONFIG: Final = "/etc/appliance/appliance.toml"
@@ -270,7 +270,7 @@ def boot_id(rig: Rig) -> str:
     return rig.sh("cat /proc/sys/kernel/random/boot_id").strip()
 
 
-def reconnect_after_boot(rig: LabgridRig, old_boot: str) -> float:
+def reconnect_after_boot(rig: Rig, old_boot: str) -> float:
     """SSH back in once the appliance has booted again and is ready; seconds it took."""
     return float(rig.strategy.rebooted(old_boot))
 
@@ -283,7 +283,7 @@ async def snapshot(rig: Rig) -> dict[str, Any]:
 
 
 async def test_6_reboot_keeps_users_pairings_and_history_and_reports_a_bad_first_boot_value(
-    rig: LabgridRig,
+    rig: Rig,
 ) -> None:
     """A reboot, with a user's edit of the first-boot file on the boot partition that has one bad
     value: the data survives, the error is in the journal and on /status, and the appliance boots."""
@@ -342,7 +342,7 @@ class Writer:
         await self.sio.disconnect()
 
 
-async def test_6_power_cuts_during_writes_lose_no_committed_pairing(rig: LabgridRig) -> None:
+async def test_6_power_cuts_during_writes_lose_no_committed_pairing(rig: Rig) -> None:
     before = await snapshot(rig)
     assert before["paired"], "scenario 4 pairs a beacon first"
     async with rig.web() as client:

@@ -13,13 +13,13 @@ import os
 import socket
 import subprocess
 import time
-import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import pytest
+from helpers import wait_for_blocking
 from image_helpers import require_tools
 
 from image import qemuboot
@@ -34,8 +34,10 @@ READY_DEADLINE_S: Final = 240.0
 DISK_SIZE: Final = 4 << 30
 # H4 packet type 1 (command), opcode 0x0c03 (HCI_Reset), no parameters.
 HCI_RESET: Final = bytes.fromhex("01030c00")
-
-T = TypeVar("T")
+# Between two looks at the booting guest (an HTTP request or an SSH login through QEMU's forwards).
+GUEST_POLL_S: Final = 2.0
+# What a look at a guest that is not up yet meets (urllib's errors are OSErrors).
+NOT_UP: Final = (OSError, subprocess.SubprocessError)
 
 
 def first_boot_file(path: Path, public_key: str) -> Path:
@@ -50,21 +52,6 @@ def first_boot_file(path: Path, public_key: str) -> Path:
 def port(env: str) -> int:
     """The loopback port asked for, or 0: QEMU binds a free one and the machine learns it."""
     return int(os.environ.get(env, "0"))
-
-
-def wait_until(probe: Callable[[], T | None], deadline_s: float, what: str) -> T:
-    deadline = time.monotonic() + deadline_s
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-        except (OSError, subprocess.SubprocessError, urllib.error.URLError) as exc:
-            last = exc
-        else:
-            if result is not None:
-                return result
-        time.sleep(2)
-    pytest.fail(f"{what} not within {deadline_s:.0f} s (last: {last})")
 
 
 def http_json(url: str, body: dict[str, str] | None = None) -> dict[str, object]:
@@ -106,13 +93,15 @@ def boot_and_check(arch: str, image: Path, tmp_path: Path, ssh_key: Path, *,
         print(f"\n{arch}: login prompt {login_s:.1f} s after QEMU started")
         base = f"http://127.0.0.1:{machine.http_port}"
 
-        health = wait_until(lambda: http_json(f"{base}/health"), READY_DEADLINE_S, "/health through nginx")
+        health = wait_for_blocking(lambda: http_json(f"{base}/health"), within=READY_DEADLINE_S,
+                                   interval=GUEST_POLL_S, retry_on=NOT_UP, what="/health through nginx")
         assert health["status"] == "ok"
         print(f"{arch}: /health through nginx {time.monotonic() - machine.started_at:.1f} s after start")
         session = http_json(f"{base}/api/session", {"username": ADMIN, "password": ADMIN_PASSWORD})
         assert session["username"] == ADMIN
 
-        wait_until(lambda: guest.ssh("true") or "ok", READY_DEADLINE_S, "SSH login with the admin's key")
+        wait_for_blocking(lambda: guest.ssh("true") or "ok", within=READY_DEADLINE_S, interval=GUEST_POLL_S,
+                          retry_on=NOT_UP, what="SSH login with the admin's key")
         cgroup = guest.ssh("systemd-cgls --no-pager --unit supervisor.service")
         assert "appliance serve" in cgroup, cgroup
         assert "nginx: master process" in cgroup, cgroup

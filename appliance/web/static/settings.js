@@ -36,10 +36,14 @@
   async function loadPrinter() {
     const p = (await api("GET", "/status")).printer;
     if (!p.configured) {
-      $("printer-setup").textContent = "No printer set up: set printer_host and printer_serial (README: The printer).";
+      $("printer-setup").textContent = "No printer set up: enter its address, serial and access code.";
     } else {
       const link = (l) => (l.connected ? "connected" : `not connected${l.lastError ? ` (${l.lastError})` : ""}`);
       $("printer-setup").textContent = `${p.host}, serial ${p.serial}: MQTT ${link(p.mqtt)}; camera ${link(p.camera)}.`;
+    }
+    if (document.activeElement !== $("printer-host") && document.activeElement !== $("printer-serial")) {
+      $("printer-host").value = p.host || "";
+      $("printer-serial").value = p.serial || "";
     }
     const problem = p.tls && p.tls.problem;
     $("printer-problem").textContent = problem || "";
@@ -47,6 +51,15 @@
     offered = p.tls ? p.tls.offered : null;
     $("printer-trust").hidden = !offered;
   }
+  $("printer-address-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const body = { host: $("printer-host").value.trim(), serial: $("printer-serial").value.trim() };
+    run(async () => {
+      const answer = await api("PUT", "/api/printer/address", body);
+      say(answer.message);
+      await loadPrinter();
+    });
+  });
   $("printer-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const field = $("printer-code");

@@ -1,0 +1,50 @@
+"""What every part of the API shares: errors, acks, validation messages, the answer base."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+def describe(exc: ValidationError) -> str:
+    """One line for people: ``field: what is wrong; ...``."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(loc) for loc in error["loc"]) or "body"
+        text = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {text}")
+    return "; ".join(parts)
+
+
+def not_an_object(exc: ValidationError) -> bool:
+    """The input was not a JSON object at all (a list, a string, nothing)."""
+    return any(error["type"] in ("model_type", "dict_type") and not error["loc"]
+               for error in exc.errors())
+
+
+class Answer(BaseModel):
+    """A response model whose defaulted fields are always sent, so the document marks them required."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class ErrorBody(BaseModel):
+    """An error: a stable code for programs, a sentence for people that says what to do."""
+
+    error: str
+    message: str
+
+
+class Ack(BaseModel):
+    """The answer to a publisher's Socket.IO event: {ok: true} or {ok: false, error, message}."""
+
+    ok: bool
+    error: str | None = None
+    message: str | None = None
+
+
+class Done(Answer):
+    """A change that has nothing to return but that it happened (the reference's shape)."""
+
+    success: bool = True
+    message: str
+
