@@ -172,6 +172,10 @@ class QemuMachine:
     http_port: int | None = None
     bt_socket: Path | None = None
     bt_listen: bool = False
+    # (guest address, guest port, loopback port): the guest's connections to the address reach
+    # the host's loopback port (one socat per connection), e.g. a stand-in printer on the host.
+    # QEMU-internal addresses in its user network: nothing leaves the host.
+    guest_forwards: tuple[tuple[str, int, int], ...] = ()
     memory_mb: int = 1024
     smp: int = 2
     cpu: str | None = None
@@ -204,6 +208,9 @@ class QemuMachine:
             f",hostfwd=tcp:127.0.0.1:{port}-:{guest}"
             for port, guest in ((self.ssh_port, 22), (self.http_port, 80))
             if port is not None
+        ) + "".join(
+            f",guestfwd=tcp:{address}:{guest}-cmd:socat - TCP:127.0.0.1:{port}"
+            for address, guest, port in self.guest_forwards
         )
         cmd = [
             str(spec["qemu"]), *spec["machine"],
@@ -213,7 +220,8 @@ class QemuMachine:
             "-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.append,
             "-drive", f"if=none,id=disk,format=raw,file={self.disk},discard=unmap",
             "-device", "virtio-blk-pci,drive=disk",
-            # restrict=on: the guest reaches nothing but its forwarded loopback ports.
+            # restrict=on: the guest reaches nothing but its forwarded loopback ports (and the
+            # guest_forwards, which restrict does not affect).
             "-netdev", f"user,id=net,restrict=on{forwards}", "-device", "virtio-net-pci,netdev=net",
             "-device", "virtio-rng-pci",
             "-chardev", chardev, "-serial", "chardev:con",

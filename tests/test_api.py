@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from appliance import schema
 from appliance.app import create_app
 from appliance.store import readings
 from appliance.store.db import Database
-from appliance.web.guard import public
+from appliance.web.guard import is_public, public
 
 
 # -- health, login, sessions ---------------------------------------------------------------------
@@ -511,3 +512,52 @@ async def test_private_answers_are_not_cached_and_every_405_says_allow(logged_in
     assert {m.strip() for m in refused.headers["allow"].split(",")} >= {"GET", "POST", "DELETE"}
     health = await logged_in.client.put(f"{base}/health")
     assert health.status_code == 405 and "GET" in health.headers["allow"]
+
+
+async def test_the_openapi_document_says_who_may_call_each_route_and_what_it_may_answer(
+        logged_in: Env) -> None:
+    """Enough for a generated client: security per operation (the guard's rules), required
+    bodies, every $ref resolvable, the error answers any route can give, the input patterns."""
+    spec = (await logged_in.client.get(f"{logged_in.base}/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["session"] == {**schemes["session"], "type": "apiKey", "in": "cookie",
+                                  "name": "appliance_session"}
+    assert schemes["token"]["scheme"] == "bearer"
+    views = logged_in.app.quart.view_functions
+    rules = {(re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), method.lower()): rule.endpoint
+             for rule in logged_in.app.quart.url_map.iter_rules() for method in rule.methods or ()}
+
+    def resolve(ref: str) -> Any:
+        node: Any = spec
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+        return node
+
+    def refs(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            return ([node["$ref"]] if "$ref" in node else []) + [
+                r for value in node.values() for r in refs(value)]
+        return [r for value in node for r in refs(value)] if isinstance(node, list) else []
+
+    for ref in refs(spec["paths"]) + refs(spec["components"]):
+        assert resolve(ref), ref
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            view = views[rules[(path, method)]]  # {name}: the rule's <converter:name>
+            if is_public(rules[(path, method)], view):
+                assert operation["security"] == [], path
+            else:
+                assert {"session": []} in operation["security"], (method, path)
+                assert "401" in operation["responses"], (method, path)
+            if "requestBody" in operation:
+                assert operation["requestBody"]["required"] is True, (method, path)
+                assert {"400", "422"} <= set(operation["responses"]), (method, path)
+    assert spec["paths"]["/api/status"]["post"]["security"] == [{"session": []}, {"token": []}]
+    assert "404" in spec["paths"]["/api/printer"]["get"]["responses"]
+    pair = spec["paths"]["/pair"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    device_id = resolve(pair["$ref"])["properties"]["deviceId"] if "$ref" in pair else \
+        pair["properties"]["deviceId"]
+    assert re.fullmatch(device_id["pattern"], "AA:BB:CC:DD:EE:FF")
+    assert not re.fullmatch(device_id["pattern"], "AA:BB:CC:DD:EE")
+    day = spec["paths"]["/api/temphum"]["get"]["parameters"][0]["schema"]["anyOf"][0]
+    assert day["format"] == "date" and re.fullmatch(day["pattern"], "2026-12-02")

@@ -265,7 +265,7 @@ async def test_events_and_rest_share_one_model_and_its_messages(
         "temperature: Input should be less than or equal to 125")
     # A newline, DEL, a C1 control, the line separator and a right-to-left override (which makes
     # a status read backwards on the dashboard) are all refused the same way.
-    for text in ("two\nlines", "del\x7f", "c1\x85", "line\u2028sep", "gnp.\u202eexe"):
+    for text in ("two\nlines", "del\x7f", "c1\x85mid", "line\u2028sep", "gnp.\u202eexe"):
         assert (await publisher.call("status", {"status": text}))["message"] == (
             "status: must be one line of printable text"), repr(text)
     assert (await publisher.call("status", {"status": "Zürich 🖨 ok"}))["ok"] is True

@@ -13,7 +13,9 @@ from appliance.schema.common import Answer
 from appliance.schema.time import ApiTime
 
 DeviceId = Annotated[str, AfterValidator(normalise_address),
-                     WithJsonSchema({"type": "string", "examples": ["AA:BB:CC:DD:EE:FF"]})]
+                     WithJsonSchema({"type": "string",
+                                     "pattern": r"^\s*[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}\s*$",
+                                     "examples": ["AA:BB:CC:DD:EE:FF"]})]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 
 

@@ -16,6 +16,7 @@ from pydantic import (
     Strict,
     StringConstraints,
     TypeAdapter,
+    WithJsonSchema,
 )
 
 from appliance.schema.common import Answer
@@ -82,7 +83,9 @@ class TimelapseConfig(BaseModel):
 class TempHumQuery(BaseModel):
     """The UTC day to list; today when omitted."""
 
-    date: Annotated[str, AfterValidator(_check_day)] | None = None
+    date: Annotated[str, AfterValidator(_check_day),
+                    WithJsonSchema({"type": "string", "format": "date",
+                                    "pattern": DAY_RE.pattern})] | None = None
 
 
 class TempHumIn(BaseModel):

@@ -14,6 +14,7 @@ from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import Rule
 
 from appliance import schema
+from appliance.web.guard import TOKEN_ATTR, is_public
 
 F = TypeVar("F", bound=Callable[..., Any])
 BINARY_BODY_ATTR: Final = "_appliance_binary_body"
@@ -51,7 +52,22 @@ def document_errors(*statuses: int) -> Callable[[F], F]:
     return decorator
 
 
+# How a client proves who it is (README: Security): the login cookie, or a publisher token.
+SECURITY_SCHEMES: Final = {
+    "session": {"type": "apiKey", "in": "cookie", "name": "appliance_session",
+                "description": "set by POST /api/session (or the login page)"},
+    "token": {"type": "http", "scheme": "bearer",
+              "description": "a publisher token from `appliance token add NAME`"},
+}
+ERROR_REF: Final = {"description": "the API's error body",
+                    "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/ErrorBody"}}}}
+
+
 class Provider(OpenAPIProvider):
+    """Adds what every operation shares, from the rules the guard and the error handlers apply:
+    who may call it, that a body is required, and the errors any route can answer."""
+
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
         view = self._app.view_functions[rule.endpoint]
@@ -65,10 +81,32 @@ class Provider(OpenAPIProvider):
                         operation["responses"][206] = {"description": "the range asked for",
                                                          "content": content}
         mime_types = getattr(view, BINARY_BODY_ATTR, ())
-        if mime_types:
-            body = {"required": True, "content": {
-                mime: {"schema": {"type": "string", "format": "binary"}} for mime in mime_types}}
-            for operations in paths.values():
-                for operation in operations.values():
-                    operation["requestBody"] = body
+        open_to_all = is_public(rule.endpoint, view)
+        security: list[dict[str, list[str]]] = []
+        if not open_to_all:
+            security = [{"session": []}, {"token": []}] if getattr(view, TOKEN_ATTR, False) \
+                else [{"session": []}]
+        for operations in paths.values():
+            for operation in operations.values():
+                if mime_types:
+                    operation["requestBody"] = {"content": {
+                        mime: {"schema": {"type": "string", "format": "binary"}}
+                        for mime in mime_types}}
+                if "requestBody" in operation:
+                    operation["requestBody"]["required"] = True
+                operation["security"] = security
+                responses = operation.setdefault("responses", {})
+                errors = ([] if open_to_all else [401]) + (
+                    [400, 422] if "requestBody" in operation else []) + (
+                    [404] if rule.arguments else [])
+                for status in errors:  # quart-schema keys responses by int
+                    if status not in responses and str(status) not in responses:
+                        responses[status] = ERROR_REF
         return paths, components
+
+    def schema(self) -> dict[str, Any]:
+        document = super().schema()
+        document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        document["components"].setdefault("schemas", {}).setdefault(
+            "ErrorBody", schema.ErrorBody.model_json_schema())
+        return document

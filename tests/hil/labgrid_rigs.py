@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import attr
 import httpx
-from helpers import wait_for_blocking
+from helpers import free_port, wait_for_blocking
 from labgrid.driver.common import Driver
 from labgrid.factory import target_factory
 from labgrid.protocol import PowerProtocol
@@ -59,6 +59,11 @@ READY_S: Final = 300.0
 READY_POLL_S: Final = 1.0
 # After a reboot from inside: the guest's old sshd may still answer for a moment.
 REBOOT_S: Final = 600.0
+# Where the twin finds a stand-in printer on the host: an address inside QEMU's user network
+# (its guestfwd rules), at the A1's own ports. Nothing leaves the host.
+PRINTER_GUEST_ADDRESS: Final = "10.0.2.100"
+PRINTER_MQTT_PORT: Final = 8883
+PRINTER_CAMERA_PORT: Final = 6000
 
 
 def _path(value: str) -> Path:
@@ -118,6 +123,9 @@ class TwinMachineDriver(Driver, PowerProtocol):
     fresh_done: bool = False
     boots: list[float] = attr.ib(factory=list, init=False)  # seconds to the login prompt, per boot
     ports: dict[str, int] = attr.ib(factory=dict, init=False)  # ssh, http: as forwarded
+    # Loopback ports on the host where a stand-in printer may listen; the twin reaches them as
+    # PRINTER_GUEST_ADDRESS:8883 (MQTT) and :6000 (camera), the A1's own ports. Chosen once.
+    printer_ports: dict[str, int] = attr.ib(factory=dict, init=False)
 
     @property
     def http_url(self) -> str:
@@ -150,8 +158,14 @@ class TwinMachineDriver(Driver, PowerProtocol):
             boot_extra=[(toml, "appliance.toml")], kernel=image_dir / "vmlinuz",
             initrd=image_dir / "initrd.img", cpu="max", ssh_port=self.ports.get("ssh", twin.ssh_port),
             http_port=self.ports.get("http", twin.http_port), bt_socket=_path(twin.bt_socket),
-            memory_mb=twin.memory_mb,
+            memory_mb=twin.memory_mb, guest_forwards=self._printer_forwards(),
         )
+
+    def _printer_forwards(self) -> tuple[tuple[str, int, int], ...]:
+        if not self.printer_ports:
+            self.printer_ports = {"mqtt": free_port(), "camera": free_port()}
+        return ((PRINTER_GUEST_ADDRESS, PRINTER_MQTT_PORT, self.printer_ports["mqtt"]),
+                (PRINTER_GUEST_ADDRESS, PRINTER_CAMERA_PORT, self.printer_ports["camera"]))
 
     @property
     def running(self) -> bool:

@@ -423,3 +423,51 @@ def test_8_flash_the_beacon_and_its_version_matches_the_build(rig: Rig) -> None:
     version = rig.beacons[0].command("version")
     firmware = version.split("firmware=")[1].split()[0]
     assert f'"{firmware}"' in expected, (version, expected)
+
+
+# --- 9: virtual only: the printer, a stand-in on the host -------------------------------------------
+
+@pytest.mark.lg_feature("virtual")
+async def test_9_the_printer_on_the_host_reaches_a_browser_through_nginx(
+        rig: Rig, tmp_path: Path) -> None:
+    """The stand-in printer (mosquitto over TLS, the player, the TLS camera) runs on the host; the
+    twin reaches it at PRINTER_GUEST_ADDRESS through QEMU's guestfwd, set up from the Settings
+    page's routes as a maker would. Its state and camera frames reach a browser through nginx."""
+    from appliance_sim.printer.standin import Standin
+
+    from .labgrid_rigs import PRINTER_GUEST_ADDRESS
+
+    code = base64.b32encode(os.urandom(5)).decode()  # 8 characters, like the A1's
+    ports = rig.power.printer_ports
+    standin = Standin(tmp_path / "printer", code, mqtt_port=ports["mqtt"],
+                      camera_port=ports["camera"], frame_interval_s=0.5)
+    await standin.start()
+    try:
+        async with rig.web() as client:
+            saved = await client.put("/api/printer/access-code", json={"accessCode": code})
+            assert saved.status_code == 200, saved.text
+            linked = await client.put("/api/printer/address",
+                                      json={"host": PRINTER_GUEST_ADDRESS, "serial": standin.serial})
+            assert linked.status_code == 200, linked.text
+            async with rig.browser(client) as browser:
+                since = time.monotonic()
+                _, state = await browser.wait_event(
+                    "printer2v", lambda p: p["connected"] and p["job"], within=180)
+                assert state["job"] == "stand-in benchy.3mf"
+                _, frame = await browser.wait_event(
+                    "image2v", lambda f: f["mime"] == "image/jpeg", within=120, since=since)
+                assert frame["image"][:2] == b"\xff\xd8"  # a JPEG, from the camera over TLS
+                await standin.printer.partial(gcode_state="RUNNING", layer_num=7,
+                                              total_layer_num=90, mc_percent=8)
+                await browser.wait_event("printer2v", lambda p: p["layer"] == 7, within=60)
+            status = (await client.get("/status")).json()["printer"]
+            assert status["mqtt"]["connected"] and status["camera"]["connected"], status
+            assert status["tls"]["pinned"], status
+            rig.measurements["printer_link_s"] = round(time.monotonic() - since, 1)
+            unlinked = await client.put("/api/printer/address", json={"host": "", "serial": ""})
+            assert unlinked.status_code == 200, unlinked.text
+        logs = rig.sh("cat /var/log/supervisor/*.log /var/log/nginx/*.log 2>/dev/null; "
+                      "journalctl --no-pager -q 2>/dev/null | tail -n 2000", sudo=True, check=False)
+        assert code not in logs  # the access code is in no log on the appliance
+    finally:
+        await standin.stop()
