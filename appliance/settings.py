@@ -307,10 +307,6 @@ def load_settings(
         msg = ("bad setting printer_host: set printer_serial too (the printer's serial, on its "
                "screen: Settings → Device)")
         raise ConfigError(msg)
-    if settings.timelapse_mode == "layer" and not settings.printer_host:
-        msg = ("bad setting timelapse_mode=layer: layers come from the printer, so set printer_host "
-               "too, or use interval")
-        raise ConfigError(msg)
     if settings.away_after_s >= settings.reconnect_window_s:
         msg = (
             f"bad setting away_after_s={settings.away_after_s}: it must be shorter than "

@@ -127,9 +127,9 @@ class TimelapseService:
     # -- life ----------------------------------------------------------------------------------
     async def start(self) -> None:
         await self._recover()
-        self._unsubscribe = [self._relay.subscribe(self._on_relay)]
-        if self._printer.configured:
-            self._unsubscribe.append(self._printer.subscribe(self._on_printer_payload))
+        # The printer always: it may be linked later, from the Settings page.
+        self._unsubscribe = [self._relay.subscribe(self._on_relay),
+                             self._printer.subscribe(self._on_printer_payload)]
         self._tasks = [asyncio.create_task(self._printer_worker(), name="timelapse-printer"),
                        asyncio.create_task(self._writer(), name="timelapse-writer"),
                        asyncio.create_task(self._renderer(), name="timelapse-render"),
