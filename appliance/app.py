@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Final
 
@@ -20,10 +21,12 @@ from appliance.presence.radio import Radio, make_radio
 from appliance.presence.service import PresenceService
 from appliance.printer.service import PrinterService
 from appliance.relay.service import RelayService
-from appliance.relay.socket import RelayChannels
+from appliance.relay.socket import BROWSERS, RelayChannels
 from appliance.services import Services
 from appliance.settings import Settings
 from appliance.store.db import Database
+from appliance.timelapse import schema as timelapse_schema
+from appliance.timelapse.service import TimelapseService, TimelapseView
 from appliance.web import (
     admin_api,
     auth_views,
@@ -34,6 +37,7 @@ from appliance.web import (
     printer_api,
     publish_api,
     timelapse_api,
+    timelapse_videos_api,
 )
 from appliance.web.context import EXTENSION_KEY
 from appliance.web.openapi import Provider
@@ -55,6 +59,9 @@ SECURITY_HEADERS = {
 
 # Only these may be cached: the same for everyone, and none of them secret.
 CACHEABLE_PREFIXES: Final = ("/static/", "/health")
+# To browsers on every change of a timelapse recording: a GET /api/timelapses entry, or
+# {id, removed: true}.
+TIMELAPSE_OUT: Final = "timelapse2v"
 
 
 class _Auth(QuartAuth):
@@ -115,7 +122,7 @@ def create_app(
     errors.register(app)
     guard.install(app)
     for module in (auth_views, pages, presence_api, timelapse_api, publish_api, admin_api,
-                   printer_api):
+                   printer_api, timelapse_videos_api):
         app.register_blueprint(module.blueprint)
 
     @app.after_request
@@ -134,9 +141,11 @@ def create_app(
         chosen = radio if radio is not None else make_radio(settings)
         presence = PresenceService(settings, db, chosen, clock, radio_name=settings.radio)
         relay = RelayService(settings, db, clock)
+        printer = PrinterService(settings, relay, clock, time_format=schema.api_time)
         services = app.extensions[EXTENSION_KEY] = Services(
             settings=settings, clock=clock, db=db, sessions=SessionCache(db), presence=presence,
-            relay=relay, printer=PrinterService(settings, relay, clock, time_format=schema.api_time),
+            relay=relay, printer=printer,
+            timelapses=TimelapseService(settings, db, relay, printer, clock),
             throttle=LoginThrottle(
                 max_failures=settings.login_max_failures,
                 window_s=settings.login_failure_window_s,
@@ -147,6 +156,9 @@ def create_app(
         await services.relay.start()
         channels.start()
         await services.printer.start()
+        services.timelapses.subscribe(timelapse_events.put_nowait)
+        await services.timelapses.start()
+        timelapse_sender.append(asyncio.create_task(send_timelapse_events()))
         if not await accounts.all_users(db):
             _LOGGER.warning("No users yet: create one with `appliance user add NAME`")
         _LOGGER.info("Appliance %s ready (radio: %s, data: %s)", __version__, settings.radio,
@@ -155,11 +167,23 @@ def create_app(
     @app.after_serving
     async def shutdown() -> None:
         ctx = running_services(app)
+        for task in timelapse_sender:
+            task.cancel()
+        await ctx.timelapses.stop()
         await ctx.printer.stop()
         await channels.stop()
         await ctx.relay.stop()
         await ctx.presence.stop()
         await ctx.db.close()
+
+    # timelapse2v: every change of a recording to the browsers, in order.
+    timelapse_events: asyncio.Queue[TimelapseView | int] = asyncio.Queue()
+    timelapse_sender: list[asyncio.Task[None]] = []
+
+    async def send_timelapse_events() -> None:
+        while True:
+            what = await timelapse_events.get()
+            await channels.sio.emit(TIMELAPSE_OUT, timelapse_schema.event(what), room=BROWSERS)
 
     channels = RelayChannels(
         settings, lambda: running_services(app), lambda cookie: auth.load_token(cookie, app),

@@ -7,6 +7,15 @@ class ApplianceError(Exception):
     """Base of the appliance's own errors."""
 
 
+class RequestError(ApplianceError):
+    """A request the appliance cannot follow: ``code`` and ``status`` are what the API answers."""
+
+    def __init__(self, message: str, *, code: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
 class ConfigError(ApplianceError):
     """A setting has a bad value; the message names the key and the accepted values."""
 

@@ -6,18 +6,28 @@ import os
 from pathlib import Path
 
 
-def write_atomic(path: Path, text: str, *, mode: int = 0o600) -> None:
+def temporary_of(path: Path) -> Path:
+    """The name ``path`` is written under before it is renamed into place."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def write_atomic(path: Path, text: str | bytes, *, mode: int = 0o600) -> None:
     """Replace ``path`` with ``text``: a reader or a power cut sees the old file or the new one,
     never half of one; the mode holds from the first byte (never briefly world-readable)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temporary_of(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.fchmod(fd, mode)  # O_CREAT's mode passes through the umask
-        os.write(fd, text.encode())
+        rest = memoryview(text.encode() if isinstance(text, str) else text)
+        while rest:  # a write may take less than all (a filling disk), never silently here
+            rest = rest[os.write(fd, rest):]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        tmp.unlink(missing_ok=True)  # a full disk keeps no half file
+        raise
+    os.close(fd)
     os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

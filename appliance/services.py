@@ -17,6 +17,7 @@ from appliance.printer.service import PrinterService
 from appliance.relay.service import RelayService
 from appliance.settings import Settings
 from appliance.store.db import Database
+from appliance.timelapse.service import TimelapseService
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class Services:
     presence: PresenceService
     relay: RelayService
     printer: PrinterService  # a printer link that says so when no printer is set up
+    timelapses: TimelapseService
     # Connected Socket.IO clients, for /status (the channels count them).
     browsers: Callable[[], int]
     publishers: Callable[[], int]

@@ -26,6 +26,9 @@ RADIO_ENTRY_POINTS: Final = "appliance.radios"
 VIRTUAL_BEACON_KINDS: Final = ("python", "sketch")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 PRINTER_TLS_MODES: Final = ("pin", "insecure")
+# Empty = layer when a printer is linked, else interval.
+TIMELAPSE_MODES: Final = ("", "layer", "interval")
+GIB: Final = 1024**3
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,18 @@ class Settings:
     # pin: trust the certificate seen first (its SHA-256 is kept in data_dir); insecure: any;
     # or the path of a CA file (Bambu's CA) that must have signed it.
     printer_tls: str = "pin"
+    # Timelapse videos (README, "Timelapse videos"): a frame per layer change or per interval.
+    timelapse_mode: str = ""
+    timelapse_interval_s: int = 10
+    timelapse_fps: int = 30
+    # Keep a recording's frames after its video is rendered (they take ~10 times its space).
+    timelapse_keep_frames: bool = False
+    # All recordings together (videos, posters, frames) stay under this: the oldest go first.
+    # 4 GiB is a quarter of a 16 GB card: some 200 one-hour prints at 1280x720.
+    timelapse_max_bytes: int = 4 * GIB
+    # Recording pauses when the data partition has less free than this, so the database (users,
+    # pairings, readings) always has room; 1 GiB also leaves the system its updates and logs.
+    timelapse_min_free_bytes: int = 1 * GIB
 
     @property
     def db_path(self) -> Path:
@@ -192,6 +207,14 @@ def _parse_printer_tls(raw: object) -> str:
     raise ValueError(msg)
 
 
+def _parse_timelapse_mode(raw: object) -> str:
+    value = _parse_str(raw).strip().lower()
+    if value not in TIMELAPSE_MODES:
+        msg = "expected layer, interval, or empty (layer when a printer is linked, else interval)"
+        raise ValueError(msg)
+    return value
+
+
 _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "data_dir": lambda raw: Path(_parse_str(raw)).expanduser(),
     "radio": _parse_radio,
@@ -225,6 +248,12 @@ _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "printer_mqtt_port": _parse_int(1, 65535),
     "printer_camera_port": _parse_int(1, 65535),
     "printer_tls": _parse_printer_tls,
+    "timelapse_mode": _parse_timelapse_mode,
+    "timelapse_interval_s": _parse_int(1, 24 * 3600),
+    "timelapse_fps": _parse_int(1, 120),
+    "timelapse_keep_frames": _parse_bool,
+    "timelapse_max_bytes": _parse_int(1024**2, 1024 * GIB),
+    "timelapse_min_free_bytes": _parse_int(1024**2, 1024 * GIB),
 }
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(Settings)}  # noqa: S101
 

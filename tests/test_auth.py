@@ -234,8 +234,8 @@ async def test_every_route_needs_a_login_except_the_public_ones(tmp_path: Path) 
     assert PUBLIC <= set(rules), "a public route went missing"
     async with running_server(app) as base, httpx.AsyncClient() as client:
         for method, rule in rules:
-            path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: "style.css" if m[1] == "filename"
-                          else "x", rule)
+            path = re.sub(r"<(?:([^:>]+):)?([^>]+)>", lambda m: "style.css" if m[2] == "filename"
+                          else "1" if m[1] == "int" else "x", rule)
             response = await client.request(method, base + path, json={})
             if (method, rule) in PUBLIC:
                 assert response.status_code not in (401, 403), (method, rule)

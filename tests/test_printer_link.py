@@ -82,28 +82,43 @@ class PrinterEnv:
 @contextlib.asynccontextmanager
 async def start_env(tmp_path: Path, *, code: str = CODE, developer_mode: bool = True,
                     **changes: Any) -> AsyncIterator[PrinterEnv]:
+    async with running_standin(tmp_path, developer_mode=developer_mode) as standin:
+        data = tmp_path / "data"
+        data.mkdir()
+        write_access_code(data / "printer-access-code", code)
+        await add_user(data)
+        async with app_on(standin, data, **changes) as env:
+            yield env
+
+
+@contextlib.asynccontextmanager
+async def running_standin(tmp_path: Path, *, developer_mode: bool = True) -> AsyncIterator[Standin]:
     standin = Standin(tmp_path / "standin", CODE, frame_interval_s=0.2,
                       developer_mode=developer_mode)
     await standin.start()
-    data = tmp_path / "data"
-    data.mkdir()
-    write_access_code(data / "printer-access-code", code)
+    try:
+        yield standin
+    finally:
+        await standin.stop()
+
+
+@contextlib.asynccontextmanager
+async def app_on(standin: Standin, data: Path, *, clock: FakeClock | None = None,
+                 **changes: Any) -> AsyncIterator[PrinterEnv]:
+    """The app linked to ``standin``, its data in ``data`` (a user and the access code there),
+    logged in; leaving stops the app, as a restart would."""
     settings = make_settings(data, **{
         "printer_host": "127.0.0.1", "printer_serial": standin.serial,
         "printer_mqtt_port": standin.mqtt_port, "printer_camera_port": standin.camera.port,
         **changes})
-    await add_user(data)
-    clock = FakeClock()
+    clock = clock or FakeClock()
     app = create_app(settings, radio=VirtualRadio(0, seed=1), clock=clock)
     answers: list[str] = []
-    try:
-        async with running_server(app) as base, httpx.AsyncClient(timeout=10) as client:
-            login = await client.post(f"{base}/api/session",
-                                      json={"username": "alice", "password": PASSWORD})
-            assert login.status_code == 200, login.text
-            yield PrinterEnv(base, client, standin, data, answers, clock)
-    finally:
-        await standin.stop()
+    async with running_server(app) as base, httpx.AsyncClient(timeout=10) as client:
+        login = await client.post(f"{base}/api/session",
+                                  json={"username": "alice", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        yield PrinterEnv(base, client, standin, data, answers, clock)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from appliance.auth import accounts
 from appliance.auth.tokens import token_hash
 from appliance.errors import StoreError
-from appliance.store import beacons, readings, timelapse, tokens, users
+from appliance.store import beacons, readings, recordings, timelapse, tokens, users
 from appliance.store.db import Database, connect, from_db_time, migrate_to, to_db_time
 from appliance.store.migrations import LATEST, MIGRATIONS
 
@@ -222,3 +222,22 @@ async def test_debug_log_carries_no_password_or_token_hash(
     await db.close()
     assert user.password_hash not in caplog.text
     assert token_hash(token) not in caplog.text and token not in caplog.text
+
+
+async def test_recordings_index_keeps_each_state_and_refuses_an_unknown_one(db: Database) -> None:
+    start = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    first = await recordings.add(db, job="benchy", started_at=start, mode="layer",
+                                 trigger="printer")
+    second = await recordings.add(db, job=None, started_at=start + timedelta(hours=1),
+                                  mode="interval", trigger="manual")
+    assert first.state is recordings.RecordingState.RECORDING and first.frames == 0
+    done = first.but(state=recordings.RecordingState.READY, ended_at=start + timedelta(minutes=30),
+                     frames=250, duration_s=9.333, size_bytes=4_000_000)
+    await recordings.save(db, done)
+    assert await recordings.get(db, first.id) == done
+    assert [r.id for r in await recordings.all_recordings(db)] == [second.id, first.id]
+    with pytest.raises(sqlite3.IntegrityError):
+        await db.execute("UPDATE recordings SET state = 'lost' WHERE id = ?", (first.id,))
+    assert await recordings.delete(db, first.id) is True
+    assert await recordings.delete(db, first.id) is False
+    assert await recordings.get(db, first.id) is None

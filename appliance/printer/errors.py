@@ -6,17 +6,15 @@ import stat
 from pathlib import Path
 from typing import Final
 
-from appliance.errors import ApplianceError
+from appliance.errors import RequestError
 from appliance.files import write_atomic
 
 ACCESS_CODE_MAX: Final = 32  # the camera's auth packet has 32 bytes for it
 
 
-class PrinterError(ApplianceError):
+class PrinterError(RequestError):
     def __init__(self, message: str, *, code: str = "printer_error", status: int = 409) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
+        super().__init__(message, code=code, status=status)
 
 
 class AccessCodeRefused(PrinterError):

@@ -90,6 +90,25 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX sessions_user ON sessions (user_id);
     """,
+    # 4: timelapse recordings, one per print. Only the index: frames and videos are files in
+    #    data_dir/timelapses/<id>/ (never BLOBs); a row says which state its files are in.
+    """
+    CREATE TABLE recordings (
+        id INTEGER PRIMARY KEY,
+        job TEXT,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        state TEXT NOT NULL CHECK (state IN ('recording', 'rendering', 'ready', 'failed')),
+        mode TEXT NOT NULL CHECK (mode IN ('layer', 'interval')),
+        -- printer: started and ended by the printer's gcode_state; manual: by the API
+        trigger TEXT NOT NULL CHECK (trigger IN ('printer', 'manual')),
+        frames INTEGER NOT NULL DEFAULT 0,
+        duration_s REAL,
+        size_bytes INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    CREATE INDEX recordings_state ON recordings (state);
+    """,
 )
 
 LATEST: Final = len(MIGRATIONS)

@@ -12,8 +12,8 @@ from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed
 
 from appliance.auth.accounts import AccountError
 from appliance.auth.policy import PolicyError
+from appliance.errors import RequestError
 from appliance.presence.service import PairingError
-from appliance.printer.errors import PrinterError
 from appliance.schema import ErrorBody, describe, not_an_object
 
 _LOGGER = logging.getLogger(__name__)
@@ -76,8 +76,8 @@ def register(app: Quart) -> None:
     async def pairing_error(exc: PairingError) -> Response:
         return json_error(_STATUS_FOR_CODE.get(exc.code, 409), exc.code, str(exc))
 
-    @app.errorhandler(PrinterError)
-    async def printer_error(exc: PrinterError) -> Response:
+    @app.errorhandler(RequestError)
+    async def request_error(exc: RequestError) -> Response:
         return json_error(exc.status, exc.code, str(exc))
 
     @app.errorhandler(AccountError)

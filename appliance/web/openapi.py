@@ -18,6 +18,7 @@ from appliance.web.guard import TOKEN_ATTR, is_public
 
 F = TypeVar("F", bound=Callable[..., Any])
 BINARY_BODY_ATTR: Final = "_appliance_binary_body"
+BINARY_ANSWER_ATTR: Final = "_appliance_binary_answer"
 
 
 def binary_body(*mime_types: str) -> Callable[[F], F]:
@@ -25,6 +26,16 @@ def binary_body(*mime_types: str) -> Callable[[F], F]:
 
     def decorator(func: F) -> F:
         setattr(func, BINARY_BODY_ATTR, mime_types)
+        return func
+
+    return decorator
+
+
+def binary_answer(*mime_types: str) -> Callable[[F], F]:
+    """The answer (200, and 206 for a part) is a file of one of these types."""
+
+    def decorator(func: F) -> F:
+        setattr(func, BINARY_ANSWER_ATTR, mime_types)
         return func
 
     return decorator
@@ -60,6 +71,15 @@ class Provider(OpenAPIProvider):
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)
         view = self._app.view_functions[rule.endpoint]
+        answers = getattr(view, BINARY_ANSWER_ATTR, ())
+        if answers:
+            content = {mime: {"schema": {"type": "string", "format": "binary"}} for mime in answers}
+            for operations in paths.values():
+                for operation in operations.values():
+                    operation["responses"][200] = {"description": "the file", "content": content}
+                    if "video/mp4" in answers:
+                        operation["responses"][206] = {"description": "the range asked for",
+                                                         "content": content}
         mime_types = getattr(view, BINARY_BODY_ATTR, ())
         open_to_all = is_public(rule.endpoint, view)
         security: list[dict[str, list[str]]] = []

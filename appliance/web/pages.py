@@ -35,6 +35,15 @@ async def settings() -> str:
         min_password=MIN_PASSWORD_LEN, max_password=MAX_PASSWORD_LEN)
 
 
+@blueprint.get("/timelapses")
+@hide
+async def timelapses() -> str:
+    ctx = services()
+    return await render_template("timelapses.html", user=current_account(),
+                                 printer=ctx.printer.configured,
+                                 interval=ctx.settings.timelapse_interval_s)
+
+
 @blueprint.get("/docs")
 @hide
 async def docs() -> str:

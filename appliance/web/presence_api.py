@@ -7,6 +7,7 @@ from quart_schema import validate_request, validate_response
 
 from appliance import __version__, schema, system_status
 from appliance.presence.model import PresenceState
+from appliance.timelapse.schema import TimelapseStatus
 from appliance.web.context import services
 from appliance.web.guard import public, token_allowed
 from appliance.web.openapi import document_errors
@@ -32,18 +33,23 @@ async def devices() -> schema.Devices:
     return schema.Devices(discovered=[schema.Device.of(v, presence.wall) for v in presence.devices()])
 
 
+class Status(schema.Status):
+    # Recording, rendering, the space the videos use and whether low space paused recording.
+    timelapse: TimelapseStatus
+
+
 @blueprint.get("/status")
 @token_allowed
 @document_errors(401)
-@validate_response(schema.Status)
-async def status() -> schema.Status:
+@validate_response(Status)
+async def status() -> Status:
     """Bluetooth and pairing counters (the reference fields) and the adapter's health."""
     ctx = services()
     presence = ctx.presence
     views = presence.devices()
     paired = [v for v in views if v.pairing is not None]
     health = presence.health
-    return schema.Status(
+    return Status(
         bluetooth=schema.BluetoothStatus(
             scanning=health.scanning, discoveredCount=len(views),
             connectedCount=sum(v.linked for v in views), radio=presence.radio_name,
@@ -64,6 +70,7 @@ async def status() -> schema.Status:
         tunnel=schema.TunnelStatus.model_validate(system_status.tunnel(ctx.settings)),
         setup=schema.SetupStatus.model_validate(system_status.setup(ctx.settings)),
         printer=ctx.printer.status(),
+        timelapse=TimelapseStatus.model_validate(ctx.timelapses.status()),
     )
 
 

@@ -92,6 +92,25 @@
     });
   });
 
+  // -- the timelapse being recorded or rendered ("recording, 57 frames") -------------------------
+  const timelapses = new Map();
+  function showTimelapse() {
+    const current = [...timelapses.values()].filter((t) => t.state === "recording" || t.state === "rendering")
+      .sort((a, b) => b.id - a.id)[0];
+    $("timelapse-line").hidden = !current;
+    $("timelapse-line").classList.toggle("paused", Boolean(current && current.paused));
+    if (current) $("timelapse-link").textContent = `Timelapse: ${window.applianceTimelapse.line(current)}`;
+  }
+  socket.on("timelapse2v", (t) => {
+    if (t.removed) timelapses.delete(t.id);
+    else timelapses.set(t.id, t);
+    showTimelapse();
+  });
+  api("GET", "/api/timelapses").then((list) => {
+    for (const t of list) if (!timelapses.has(t.id)) timelapses.set(t.id, t);
+    showTimelapse();
+  }).catch((err) => showError(err.message));
+
   // -- readings and status -------------------------------------------------------------------------
   socket.on("temphum2v", (data) => {
     $("temperature").textContent = data.temperature.toFixed(1);

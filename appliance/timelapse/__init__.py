@@ -1,0 +1,1 @@
+"""Timelapse recordings of prints: frames on disk, an index in store/, videos made by ffmpeg."""

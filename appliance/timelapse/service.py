@@ -1,0 +1,547 @@
+"""Timelapse recordings: one per print, a frame per layer change or per interval, then a video.
+
+- The printer's state (``PrinterService.subscribe``) starts a recording at RUNNING, ends it at
+  FINISH, FAILED or a cancel, and marks layer changes; ``begin``/``end`` do it by hand (the API).
+- Frames are whatever the relay receives (``RelayService.subscribe``: the printer's camera or
+  publishers). Only the newest is held, by reference; a frame is written only when one is due
+  (a layer change, an interval), never per incoming frame.
+- Frames go to files (``timelapse.files``), the index to the recordings table. One recording is
+  active at a time; ended ones are rendered one after another by ffmpeg (``timelapse.render``).
+- Space: all recordings stay under ``timelapse_max_bytes`` and the partition keeps
+  ``timelapse_min_free_bytes`` free; the oldest finished recordings go first, and when nothing
+  is left to delete, recording pauses (``status()`` says why) instead of filling the card.
+- Start-up: half-written files and directories no row owns are removed; a recording cut by a
+  restart resumes if its print still runs (or it was started by hand), else it is rendered; a
+  render cut by a restart runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from appliance.clock import Clock
+from appliance.errors import RequestError
+from appliance.printer.service import PrinterService
+from appliance.relay.service import FrameEvent, RelayEvent, RelayService
+from appliance.settings import Settings
+from appliance.store import recordings
+from appliance.store.db import Database
+from appliance.store.recordings import Recording, RecordingState
+from appliance.timelapse import files as tfiles
+from appliance.timelapse.files import RecordingFiles
+from appliance.timelapse.render import RenderError, render
+from appliance.timelapse.watch import PRINTING, PrintWatcher
+
+_LOGGER = logging.getLogger(__name__)
+
+LAYER: Final = "layer"
+INTERVAL: Final = "interval"
+PRINTER: Final = "printer"
+MANUAL: Final = "manual"
+# Render progress reaches browsers in steps of this much (a render takes seconds to minutes).
+PROGRESS_STEP: Final = 0.05
+# A recording cut by a restart waits this long for the printer to say whether its print still
+# runs; a printer that has not answered by then lost power with the Pi, and the print with it.
+RESUME_WAIT_S: Final = 120.0
+# The newest frame counts as "now" for this long: a printer camera sends one a second, a
+# publisher every few; an older one (the camera is off) would show a moment long gone.
+FRESH_S: Final = 5.0
+# Frames waiting for the disk; one is due per layer or interval, so more means a stuck disk.
+WRITE_QUEUE: Final = 4
+
+Listener = Callable[["TimelapseView | int"], None]
+Unsubscribe = Callable[[], None]
+
+
+class TimelapseError(RequestError):
+    """A request the recordings cannot follow (no such recording, not ready, busy)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimelapseView:
+    """A recording as the API shows it, with what only memory knows (live frames, progress)."""
+
+    recording: Recording
+    progress: float | None = None  # rendering: 0..1
+    paused: str | None = None  # recording, but not taking frames: why
+
+
+@dataclass(slots=True)
+class _Active:
+    recording: Recording
+    files: RecordingFiles
+    next_number: int
+    mime: str | None = None  # the recording's frame format: its first frame's
+    wanted: bool = False  # a frame is due: the next one the relay receives
+    last: FrameEvent | None = None  # the frame written last
+    paused: str | None = None
+    resume_check: bool = False  # cut by a restart: the printer's next state decides
+    skipped: int = 0  # frames of another format than the recording's
+    size: int = 0
+    pending: int = 0  # frames queued for the disk
+    written: asyncio.Event = field(default_factory=asyncio.Event)  # set when none is pending
+
+
+class TimelapseService:
+    def __init__(self, settings: Settings, db: Database, relay: RelayService,
+                 printer: PrinterService, clock: Clock) -> None:
+        self._settings = settings
+        self._db = db
+        self._relay = relay
+        self._printer = printer
+        self._clock = clock
+        self._data_dir = settings.data_dir
+        self._lock = asyncio.Lock()
+        self._listeners: list[Listener] = []
+        self._unsubscribe: list[Unsubscribe] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._active: _Active | None = None
+        self._latest: FrameEvent | None = None
+        self._latest_at = float("-inf")  # monotonic time it arrived
+        self._watcher = PrintWatcher()
+        self._printer_changes: asyncio.Queue[tuple[str | None, int | None, str | None]] = \
+            asyncio.Queue()
+        self._writes: asyncio.Queue[tuple[_Active, FrameEvent]] = asyncio.Queue(WRITE_QUEUE)
+        self._render_queue: asyncio.Queue[int] = asyncio.Queue()
+        self._unrendered: set[int] = set()  # queued or rendering: never deleted for space
+        self._rendering: int | None = None
+        self._progress = 0.0
+        self._sizes: dict[int, int] = {}  # finished recordings' bytes on disk
+        self._order: list[int] = []  # finished recordings, oldest first
+        self.deleted_for_space = 0
+        self.frames_dropped = 0  # frames due that the disk queue had no room for
+        self.write_errors = 0
+
+    @property
+    def default_mode(self) -> str:
+        if self._settings.timelapse_mode:
+            return self._settings.timelapse_mode
+        return LAYER if self._printer.configured else INTERVAL
+
+    # -- life ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._recover()
+        # The printer always: it may be linked later, from the Settings page.
+        self._unsubscribe = [self._relay.subscribe(self._on_relay),
+                             self._printer.subscribe(self._on_printer_payload)]
+        self._tasks = [asyncio.create_task(self._printer_worker(), name="timelapse-printer"),
+                       asyncio.create_task(self._writer(), name="timelapse-writer"),
+                       asyncio.create_task(self._renderer(), name="timelapse-render"),
+                       asyncio.create_task(self._ticker(), name="timelapse-interval")]
+        if self._active is not None and self._active.resume_check:
+            self._tasks.append(asyncio.create_task(self._resume_deadline()))
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        # The recording stays "recording" and a render "rendering": the next start picks them up.
+
+    def subscribe(self, listener: Listener) -> Unsubscribe:
+        """``listener(view)`` on every change of a recording, ``listener(id)`` when it is deleted."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _publish(self, what: TimelapseView | int) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(what)
+            except Exception:
+                _LOGGER.exception("Timelapse listener failed")
+
+    # -- what the API shows --------------------------------------------------------------------
+    def view(self, recording: Recording) -> TimelapseView:
+        active = self._active
+        if active is not None and active.recording.id == recording.id:
+            return TimelapseView(active.recording, paused=active.paused)
+        if recording.id == self._rendering:
+            return TimelapseView(recording, progress=self._progress)
+        return TimelapseView(recording)
+
+    async def all(self) -> list[TimelapseView]:
+        return [self.view(r) for r in await recordings.all_recordings(self._db)]
+
+    async def get(self, recording_id: int) -> Recording:
+        recording = await recordings.get(self._db, recording_id)
+        if recording is None:
+            msg = f"there is no timelapse {recording_id}; GET /api/timelapses lists them"
+            raise TimelapseError(msg, code="not_found", status=404)
+        if self._active is not None and self._active.recording.id == recording_id:
+            return self._active.recording
+        return recording
+
+    async def file(self, recording_id: int, which: str) -> Path:
+        """The path of a ready recording's video or poster."""
+        recording = await self.get(recording_id)
+        files = RecordingFiles(self._data_dir, recording_id)
+        path = files.video if which == "video" else files.poster
+        if recording.state is not RecordingState.READY or not path.is_file():
+            msg = (f"timelapse {recording_id} is {recording.state.value}: its {which} exists "
+                   "once it is ready")
+            raise TimelapseError(msg, code="not_ready", status=409)
+        return path
+
+    def status(self) -> dict[str, Any]:
+        active = self._active
+        free = tfiles.free_bytes(self._data_dir)
+        return {
+            "mode": self.default_mode,
+            "recording": active.recording.id if active else None,
+            "frames": active.recording.frames if active else None,
+            "paused": active.paused if active else None,
+            "rendering": self._rendering,
+            "renderProgress": self._progress if self._rendering is not None else None,
+            "queued": self._render_queue.qsize(),
+            "usedBytes": self._used(), "maxBytes": self._settings.timelapse_max_bytes,
+            "freeBytes": free, "minFreeBytes": self._settings.timelapse_min_free_bytes,
+            "lowSpace": free < self._settings.timelapse_min_free_bytes,
+            "deletedForSpace": self.deleted_for_space, "framesDropped": self.frames_dropped,
+            "writeErrors": self.write_errors,
+        }
+
+    # -- by hand (the API) ---------------------------------------------------------------------
+    async def begin(self, job: str | None, mode: str | None) -> TimelapseView:
+        mode = mode or self.default_mode
+        if mode == LAYER and not self._printer.configured:
+            msg = "layer mode needs a linked printer (its layer_num); use interval"
+            raise TimelapseError(msg, code="invalid", status=422)
+        async with self._lock:
+            if self._active is not None:
+                msg = (f"timelapse {self._active.recording.id} is recording; stop it first "
+                       f"(POST /api/timelapses/{self._active.recording.id}/stop)")
+                raise TimelapseError(msg, code="busy", status=409)
+            await self._begin(job, mode, MANUAL)
+            assert self._active is not None  # noqa: S101 - _begin sets it
+            return self.view(self._active.recording)
+
+    async def end(self, recording_id: int) -> TimelapseView:
+        async with self._lock:
+            recording = await self.get(recording_id)
+            if self._active is None or self._active.recording.id != recording_id:
+                msg = f"timelapse {recording_id} is {recording.state.value}, not recording"
+                raise TimelapseError(msg, code="not_recording", status=409)
+            ended = await self._end()
+            return self.view(ended)
+
+    async def delete(self, recording_id: int) -> None:
+        async with self._lock:
+            recording = await self.get(recording_id)
+            if recording.state in (RecordingState.RECORDING, RecordingState.RENDERING):
+                msg = (f"timelapse {recording_id} is {recording.state.value}; delete it once it "
+                       "is ready (stop a recording with POST /api/timelapses/ID/stop)")
+                raise TimelapseError(msg, code="busy", status=409)
+            await self._delete(recording_id)
+
+    # -- recordings ----------------------------------------------------------------------------
+    async def _begin(self, job: str | None, mode: str, trigger: str) -> None:
+        recording = await recordings.add(self._db, job=job, started_at=self._clock.wall(),
+                                         mode=mode, trigger=trigger)
+        files = RecordingFiles(self._data_dir, recording.id)
+        try:
+            await asyncio.to_thread(files.create)
+        except OSError as exc:
+            await recordings.delete(self._db, recording.id)
+            msg = f"cannot create {files.dir}: {exc}; check the data dir's space and permissions"
+            raise TimelapseError(msg, code="cannot_record", status=507) from exc
+        self._active = _Active(recording, files, next_number=1)
+        _LOGGER.info("Timelapse %s started (%s, %s mode): %s", recording.id, trigger, mode,
+                     job or "no job name")
+        self._publish(self.view(recording))
+        self._want_frame()  # the first frame at once, in either mode
+
+    async def _end(self) -> Recording:
+        """End the active recording and queue its render."""
+        active, self._active = self._active, None  # no frame is queued for it from now on
+        assert active is not None  # noqa: S101 - callers check
+        while active.pending:  # the frames it already took reach the disk first
+            active.written.clear()
+            await active.written.wait()
+        recording = active.recording.but(ended_at=self._clock.wall(),
+                                         state=RecordingState.RENDERING)
+        await recordings.save(self._db, recording)
+        self._sizes[recording.id] = active.size
+        self._order.append(recording.id)
+        self._queue_render(recording.id)
+        _LOGGER.info("Timelapse %s ended with %s frames; rendering", recording.id, recording.frames)
+        self._publish(self.view(recording))
+        return recording
+
+    async def _delete(self, recording_id: int) -> None:
+        await asyncio.to_thread(RecordingFiles(self._data_dir, recording_id).delete)
+        await recordings.delete(self._db, recording_id)
+        self._sizes.pop(recording_id, None)
+        with contextlib.suppress(ValueError):
+            self._order.remove(recording_id)
+        self._publish(recording_id)
+
+    # -- frames --------------------------------------------------------------------------------
+    def _on_relay(self, event: RelayEvent) -> None:
+        if not isinstance(event, FrameEvent):
+            return
+        self._latest, self._latest_at = event, self._clock.monotonic()
+        active = self._active
+        if active is not None and active.wanted:
+            active.wanted = False
+            self._queue_write(active, event)
+
+    def _want_frame(self) -> None:
+        """A frame is due: the newest one if it is fresh and new to this recording, else the
+        next one to arrive."""
+        active = self._active
+        if active is None:
+            return
+        latest = self._latest
+        fresh = self._clock.monotonic() - self._latest_at <= FRESH_S
+        if latest is not None and latest is not active.last and fresh:
+            active.wanted = False
+            self._queue_write(active, latest)
+        else:
+            active.wanted = True
+
+    def _queue_write(self, active: _Active, event: FrameEvent) -> None:
+        active.last = event
+        try:
+            self._writes.put_nowait((active, event))
+        except asyncio.QueueFull:
+            self.frames_dropped += 1
+            _LOGGER.warning("The disk is too slow for timelapse frames; one dropped")
+        else:
+            active.pending += 1
+
+    async def _writer(self) -> None:
+        """Frames to the disk, in order. Without the lock: ending a recording waits for its
+        frames here while it holds the lock."""
+        while True:
+            active, event = await self._writes.get()
+            try:
+                await self._write(active, event)
+            except Exception:
+                self.write_errors += 1
+                _LOGGER.exception("Keeping a timelapse frame failed")
+            finally:
+                active.pending -= 1
+                if not active.pending:
+                    active.written.set()
+
+    async def _write(self, active: _Active, event: FrameEvent) -> None:
+        frame = event.frame
+        if active.mime is None:
+            active.mime = frame.mime
+        elif frame.mime != active.mime:
+            active.skipped += 1  # one video, one format: ffmpeg reads one kind of image
+            return
+        if not await self._room_for(len(frame.data), active):
+            return
+        try:
+            await asyncio.to_thread(active.files.add_frame, active.next_number, frame.mime,
+                                    frame.data)
+        except OSError as exc:
+            self.write_errors += 1
+            _LOGGER.warning("Writing timelapse frame %s failed: %s", active.next_number, exc)
+            return
+        active.next_number += 1
+        active.size += len(frame.data)
+        active.recording = active.recording.but(frames=active.recording.frames + 1,
+                                                size_bytes=active.size)
+        self._publish(self.view(active.recording))
+
+    def _pause(self, active: _Active, reason: str | None) -> None:
+        if active.paused != reason:
+            active.paused = reason
+            if reason:
+                _LOGGER.warning("Timelapse %s paused: %s", active.recording.id, reason)
+            else:
+                _LOGGER.info("Timelapse %s takes frames again", active.recording.id)
+            self._publish(self.view(active.recording))
+
+    # -- space ---------------------------------------------------------------------------------
+    def _used(self) -> int:
+        return sum(self._sizes.values()) + (self._active.size if self._active else 0)
+
+    async def _room_for(self, size: int, active: _Active | None) -> bool:
+        """Delete the oldest finished recordings until ``size`` more bytes fit both limits;
+        whether they do. Pauses or unpauses ``active`` (the recording that wants the room)."""
+        keep = active.recording.id if active else None
+        limits = self._settings
+        while True:
+            free = await asyncio.to_thread(tfiles.free_bytes, self._data_dir)
+            over_budget = self._used() + size > limits.timelapse_max_bytes
+            low = free - size < limits.timelapse_min_free_bytes
+            if not (over_budget or low):
+                break
+            victims = [i for i in self._order if i != keep and i not in self._unrendered]
+            if not victims:
+                if active is not None:
+                    self._pause(active, (
+                        f"less than timelapse_min_free_bytes ({limits.timelapse_min_free_bytes}"
+                        f" bytes) free on the data partition ({free} bytes)") if low else (
+                        f"the timelapses use timelapse_max_bytes ({limits.timelapse_max_bytes}"
+                        " bytes); delete some or raise it"))
+                return False
+            _LOGGER.info("Deleting timelapse %s, the oldest, to make room", victims[0])
+            self.deleted_for_space += 1
+            await self._delete(victims[0])
+        if active is not None:
+            self._pause(active, None)
+        return True
+
+    # -- the printer ---------------------------------------------------------------------------
+    def _on_printer_payload(self, _payload: dict[str, Any]) -> None:
+        state = self._printer.state
+        self._printer_changes.put_nowait((state.state, state.layer, state.job))
+
+    async def _printer_worker(self) -> None:
+        while True:
+            state, layer, job = await self._printer_changes.get()
+            try:
+                async with self._lock:
+                    await self._on_printer(state, layer, job)
+            except Exception:
+                _LOGGER.exception("Following the printer's state failed")
+
+    async def _on_printer(self, state: str | None, layer: int | None, job: str | None) -> None:
+        active = self._active
+        if active is not None and active.resume_check and state is not None:
+            active.resume_check = False
+            if state in PRINTING and (job is None or job == active.recording.job):
+                _LOGGER.info("Timelapse %s resumes: the print still runs", active.recording.id)
+                self._watcher.printing, self._watcher.job = True, job
+                self._watcher.layer = layer or 0
+                return
+            await self._end()
+        change = self._watcher.observe(state, layer, job)
+        active = self._active
+        printer_owned = active is not None and active.recording.trigger == PRINTER
+        if change.ended and printer_owned:
+            await self._end()
+        if change.started and self._active is None:
+            await self._begin(job, self.default_mode, PRINTER)
+        elif change.new_layer and self._active is not None and self._active.recording.mode == LAYER:
+            self._want_frame()
+
+    async def _resume_deadline(self) -> None:
+        await self._clock.sleep(RESUME_WAIT_S)
+        async with self._lock:
+            if self._active is not None and self._active.resume_check:
+                _LOGGER.info("The printer did not answer after the restart: ending timelapse %s",
+                             self._active.recording.id)
+                await self._end()
+
+    async def _ticker(self) -> None:
+        while True:
+            await self._clock.sleep(self._settings.timelapse_interval_s)
+            active = self._active
+            if active is not None and active.recording.mode == INTERVAL:
+                self._want_frame()
+
+    # -- rendering -----------------------------------------------------------------------------
+    async def _renderer(self) -> None:
+        while True:
+            recording_id = await self._render_queue.get()
+            try:
+                await self._render(recording_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _LOGGER.exception("Rendering timelapse %s failed", recording_id)
+            finally:
+                self._rendering = None
+                self._unrendered.discard(recording_id)
+
+    def _queue_render(self, recording_id: int) -> None:
+        self._unrendered.add(recording_id)
+        self._render_queue.put_nowait(recording_id)
+
+    def _on_progress(self, recording: Recording, progress: float) -> None:
+        step = int(progress / PROGRESS_STEP)
+        if step != int(self._progress / PROGRESS_STEP):
+            self._progress = progress
+            self._publish(TimelapseView(recording, progress=progress))
+        self._progress = progress
+
+    async def _render(self, recording_id: int) -> None:
+        recording = await recordings.get(self._db, recording_id)
+        if recording is None:  # deleted while queued
+            return
+        files = RecordingFiles(self._data_dir, recording_id)
+        self._rendering, self._progress = recording_id, 0.0
+        self._publish(self.view(recording))
+        try:
+            result = await render(files, fps=self._settings.timelapse_fps,
+                                  on_progress=lambda p: self._on_progress(recording, p))
+        except RenderError as exc:
+            _LOGGER.warning("Timelapse %s could not be rendered: %s", recording_id, exc)
+            done = recording.but(state=RecordingState.FAILED, error=str(exc))
+        else:
+            if not self._settings.timelapse_keep_frames:
+                await asyncio.to_thread(files.delete_frames)
+            done = recording.but(state=RecordingState.READY, duration_s=result.duration_s,
+                                 error=None)
+            _LOGGER.info("Timelapse %s is ready: %s frames, %.1f s", recording_id,
+                         recording.frames, result.duration_s)
+        done = done.but(size_bytes=await asyncio.to_thread(files.size))
+        async with self._lock:
+            await recordings.save(self._db, done)
+            self._rendering = None
+            if recording_id in self._sizes:
+                self._sizes[recording_id] = done.size_bytes
+            self._publish(self.view(done))
+            await self._room_for(0, self._active)
+
+    # -- start-up ------------------------------------------------------------------------------
+    async def _recover(self) -> None:
+        rows = await recordings.all_recordings(self._db)  # newest first
+        removed = await asyncio.to_thread(tfiles.sweep_orphans, self._data_dir,
+                                          [r.id for r in rows])
+        for path in removed:
+            _LOGGER.info("Removed %s: no recording owns it", path)
+        resumable = True
+        for recording in reversed(rows):
+            self._order.append(recording.id)
+        for recording in rows:
+            files = RecordingFiles(self._data_dir, recording.id)
+            parts = await asyncio.to_thread(files.sweep_parts)
+            if parts:
+                _LOGGER.info("Removed %s half-written files of timelapse %s", parts, recording.id)
+            size = await asyncio.to_thread(files.size)
+            if recording.state is RecordingState.RECORDING:
+                frames = await asyncio.to_thread(files.frames)
+                recording = recording.but(frames=len(frames), size_bytes=size)
+                if resumable and (recording.trigger == MANUAL or self._printer.configured):
+                    resumable = False  # only the newest: one recording at a time
+                    self._order.remove(recording.id)
+                    last = int(frames[-1].stem) if frames else 0
+                    self._active = _Active(
+                        recording, files, next_number=last + 1, size=size,
+                        mime=next((m for m, e in tfiles.EXTENSIONS.items()
+                                   if frames and frames[0].suffix == e), None),
+                        resume_check=recording.trigger == PRINTER)
+                    await recordings.save(self._db, recording)
+                    _LOGGER.info("Timelapse %s was cut by a restart with %s frames; %s",
+                                 recording.id, len(frames), "resuming" if recording.trigger ==
+                                 MANUAL else "asking the printer whether its print still runs")
+                    continue
+                recording = recording.but(state=RecordingState.RENDERING,
+                                          ended_at=recording.ended_at or self._clock.wall())
+                await recordings.save(self._db, recording)
+            if recording.state is RecordingState.RENDERING:
+                self._unrendered.add(recording.id)
+            elif recording.state is RecordingState.READY and not files.video.is_file():
+                recording = recording.but(state=RecordingState.FAILED,
+                                          error="the video file is missing")
+                await recordings.save(self._db, recording)
+            if size != recording.size_bytes:
+                await recordings.save(self._db, recording.but(size_bytes=size))
+            self._sizes[recording.id] = size
+        for recording_id in sorted(self._unrendered):  # oldest first, as they would have run
+            self._render_queue.put_nowait(recording_id)
