@@ -289,6 +289,7 @@ async def test_the_address_from_the_settings_page_links_the_printer_at_once_and_
         tmp_path: Path) -> None:
     async with start_env(tmp_path, printer_host="", printer_serial="") as penv:
         assert (await penv.printer_status())["configured"] is False
+        dashboard = await connect_browser(penv)  # open before the printer is linked
         url = f"{penv.base}/api/printer/address"
         serial = penv.standin.serial
         for body, says in [({"host": "192.168.1.40; rm", "serial": serial}, "IP address"),
@@ -302,6 +303,9 @@ async def test_the_address_from_the_settings_page_links_the_printer_at_once_and_
         saved = await penv.client.put(url, json={"host": "127.0.0.1", "serial": serial.lower()})
         assert saved.status_code == 200, saved.text
         await wait_for(lambda: _connected(penv), within=15, what="the link to the saved address")
+        await wait_for(lambda: any(p["connected"] for p in dashboard.of("printer2v")),
+                       what="printer2v on the dashboard that was open before the link")
+        await dashboard.client.disconnect()
         status = await penv.printer_status()
         assert (status["host"], status["serial"]) == ("127.0.0.1", serial)
         assert status["tls"]["pinned"]

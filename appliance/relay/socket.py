@@ -164,9 +164,9 @@ class RelayChannels:
         ctx = self._services()
         self._unsubscribe = [ctx.relay.subscribe(self._on_relay),
                              ctx.presence.subscribe(self._on_presence)]
-        if ctx.printer.configured:
-            self._unsubscribe.append(ctx.printer.subscribe(
-                lambda payload: self._broadcast(PRINTER_OUT, payload)))
+        # Always: a printer linked later from the Settings page reaches open dashboards too.
+        self._unsubscribe.append(ctx.printer.subscribe(
+            lambda payload: self._broadcast(PRINTER_OUT, payload)))
         self._unsubscribe.append(ctx.sessions.subscribe(self._recheck_due.set))
         self._sender_task = asyncio.create_task(self._sender())
         self._recheck_tasks = [asyncio.create_task(self._recheck_forever()),
