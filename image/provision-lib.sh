@@ -194,10 +194,17 @@ finalize_rootfs() {
 # once, by the stage that makes the image (mkimage.sh, customize-image.sh): the playbook stage's
 # tarball is reused when only the version changed, so a stamp written there would be stale.
 # Settings (environment): IMAGE_VERSION; IMAGE_BUILD_ID (default: VERSION-YYYYMMDDTHHMMSSZ, now).
+# CLOUDFLARED_VERSION and CLOUDFLARED_REPO_KEY_SHA256 say what the cloudflared role got (both empty:
+# Cloudflare's repository was unreachable, and the appliance installs cloudflared later).
 write_release() {
-    local root="$1" target="$2" base="$3" now version
+    local root="$1" target="$2" base="$3" now version cloudflared key_sha256=""
     now="$(date -u +%s)"
     version="${IMAGE_VERSION:-unknown}"
+    cloudflared="$(sed -n '/^Package: cloudflared$/,/^$/s/^Version: //p' "${root}/var/lib/dpkg/status" 2>/dev/null || true)"
+    # The key cloudflared-install trusted (the role's cloudflared_repo_keyring).
+    if [ -f "${root}/usr/share/keyrings/cloudflare-main.gpg" ]; then
+        key_sha256="$(sha256sum "${root}/usr/share/keyrings/cloudflare-main.gpg" | cut -d ' ' -f 1)"
+    fi
     cat >"${root}/etc/appliance-release" <<RELEASE
 NAME="appliance"
 VERSION="${version}"
@@ -205,6 +212,8 @@ BUILD_ID="${IMAGE_BUILD_ID:-${version}-$(date -u -d "@${now}" +%Y%m%dT%H%M%SZ)}"
 BUILD_DATE="$(date -u -d "@${now}" +%Y-%m-%dT%H:%M:%SZ)"
 TARGET="${target}"
 BASE="${base}"
+CLOUDFLARED_VERSION="${cloudflared}"
+CLOUDFLARED_REPO_KEY_SHA256="${key_sha256}"
 RELEASE
     chmod 0644 "${root}/etc/appliance-release"
     info "$(tr '\n' ' ' <"${root}/etc/appliance-release")"

@@ -33,6 +33,9 @@ def make_rootfs_tarball(tmp_path: Path) -> Path:
         "boot/vmlinuz-6.12.0-1-arm64": "kernel\n",
         "boot/initrd.img-6.12.0-1-arm64": "initrd\n",
         "boot/initrd.img-6.1.0-1-arm64": "old initrd\n",
+        # What the cloudflared role leaves when Cloudflare's repository was reachable.
+        "usr/share/keyrings/cloudflare-main.gpg": "key\n",
+        "var/lib/dpkg/status": "Package: cloudflared\nStatus: install ok installed\nVersion: 2026.1.0\n\n",
     }.items():
         path = tree / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +105,10 @@ def test_mkimage_makes_a_fat_boot_and_ext4_root_partition_by_label(tmp_path: Pat
     assert {key: fields[key] for key in ("VERSION", "BUILD_ID", "TARGET", "BASE")} == {
         "VERSION": '"v2"', "BUILD_ID": '"v2-assembled"', "TARGET": '"pi"', "BASE": '"debian-trixie"'}
     assert re.fullmatch(r'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"', fields["BUILD_DATE"])
+    # What the cloudflared role got: the version installed and the sha256 of the key it trusted.
+    assert fields["CLOUDFLARED_VERSION"] == '"2026.1.0"'
+    key_sha256 = hashlib.sha256(b"key\n").hexdigest()
+    assert fields["CLOUDFLARED_REPO_KEY_SHA256"] == f'"{key_sha256}"'
     assert output.with_name(output.name + ".release").read_text() == release
     # The newest kernel and its initrd, for QEMU's direct boot.
     assert (kernel_dir / "vmlinuz").read_text() == "kernel\n"
