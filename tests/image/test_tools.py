@@ -294,6 +294,7 @@ def test_os_list_describes_the_compressed_and_extracted_image(tmp_path: Path) ->
     assert entry["image_download_size"] == xz.stat().st_size
     assert entry["image_download_sha256"] == hashlib.sha256(xz.read_bytes()).hexdigest()
     assert entry["devices"] == ["pi3-64bit", "pi4-64bit"]
+    assert "For Raspberry Pi 3 B, 3 B+, Zero 2 W; 4 B, 400." in entry["description"]
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", entry["release_date"])
     assert "init_format" not in entry
 
