@@ -55,3 +55,4 @@ mmdebstrap \
     "${suite}" "${tmp}" "${mirror}"
 mv "${tmp}" "${output}"
 step "base root file system: ${output} ($(du -h "${output}" | cut -f1))"
+phase_took "base (mmdebstrap, ${target})"

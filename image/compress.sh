@@ -26,3 +26,4 @@ done
 wait "${pid}" || die "xz failed on ${image}"
 mv "${output}.tmp" "${output}"
 step "${output}: $(du -h "${output}" | cut -f1)"
+phase_took "compress (xz)"

@@ -112,3 +112,4 @@ truncate -s "$((root_offset + new_mb * 1048576))" "${disk}"
 
 mv "${disk}" "${output}"
 info "${output}: $(du -h --apparent-size "${output}" | cut -f1), $(du -h "${output}" | cut -f1) allocated"
+phase_took "customise (customize-image.sh)"

@@ -2,11 +2,13 @@
 # Every setting is VAR ?= default: `make image IMAGE_XZ_OPT=-9`, `make flash-card DEVICE=/dev/sdX`.
 #
 # The images are files made from files, so make rebuilds only what changed:
-#   image/packages, hooks, files ─▶ build/image/pi/base.tar      (mmdebstrap, ~20 min emulated; cached)
-#   base.tar + wheel (make wheel) + ansible/ ─▶ build/image/pi/rootfs.tar   (the playbook stage)
-#   rootfs.tar ─▶ build/appliance-V-arm64.img (+ .img.release, the stamp) ─▶ .img.xz ─▶ .img.xz.sha256
-#                                              └▶ .img.bmap           build/os-list.json
-# An app-only change rebuilds the wheel, then only the playbook stage and what follows it.
+#   image/packages, hooks, files ─▶ build/image/pi/base.tar      (mmdebstrap, emulated; cached)
+#   base.tar + ansible/ ─▶ build/image/pi/rootfs.tar   (the playbook stage, emulated; no app in it)
+#   rootfs.tar + wheel (make wheel) ─▶ build/appliance-V-arm64.img (+ .img.release, the stamp)
+#     (the host's pip installs the app)  ─▶ .img.xz ─▶ .img.xz.sha256
+#                                        └▶ .img.bmap           build/os-list.json
+# An app-only change rebuilds the wheel, then the image from the cached playbook stage. (The twin's
+# playbook stage installs the wheel itself: it is not emulated.)
 #
 # Nothing here runs a command while make reads this file (make test and make help pay nothing):
 # the version (git describe) is computed the first time a rule needs it, the source lists (find)
@@ -63,7 +65,7 @@ TWIN_IMG := $(TWIN_DIR)/disk.img
 # Listed (find) only when a rule that needs them is considered.
 IMAGE_BASE_DEPS = image/build-base.sh image/lib.sh $(wildcard image/hooks/*.sh image/packages/*.list) \
   $(shell find image/files -type f)
-IMAGE_PLAYBOOK_DEPS = image/provision.sh image/lib.sh image/provision-lib.sh constraints.txt $(WHEEL_STAMP) \
+IMAGE_PLAYBOOK_DEPS = image/provision.sh image/lib.sh image/provision-lib.sh constraints.txt \
   $(shell find ansible -type f)
 # The settings the scripts read, passed explicitly to each (nothing exported to other recipes).
 IMAGE_ENV = IMAGE_SUITE='$(IMAGE_SUITE)' IMAGE_MIRROR='$(IMAGE_MIRROR)' \
@@ -80,7 +82,8 @@ IMAGE_ENV = IMAGE_SUITE='$(IMAGE_SUITE)' IMAGE_MIRROR='$(IMAGE_MIRROR)' \
 .PRECIOUS: $(IMAGE_WORK)/%/base.tar $(IMAGE_WORK)/%/rootfs.tar $(IMAGE_BUILD)/$(IMAGE_NAME)-%-arm64.img %.img.xz
 
 image: ## the Pi image: build/appliance-V-arm64.img.xz, .bmap, .sha256 (BASE_IMAGE=... customises one)
-	@$(MAKE) --no-print-directory IMAGE_VERSION='$(IMAGE_VERSION)' image-files
+	@start=$$(date +%s); $(MAKE) --no-print-directory IMAGE_VERSION='$(IMAGE_VERSION)' image-files; \
+	  took=$$(($$(date +%s) - start)); echo "make image took $$((took / 60)) min $$((took % 60)) s"
 
 image-base: $(IMAGE_WORK)/pi/base.tar ## only the cached Debian arm64 base root file system (mmdebstrap)
 
@@ -132,14 +135,20 @@ $(IMAGE_ANSIBLE_VENV)/bin/ansible-playbook: constraints.txt
 	$(IMAGE_ANSIBLE_VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt ansible ansible-core
 	@touch $@
 
-$(IMAGE_WORK)/%/rootfs.tar: $(IMAGE_WORK)/%/base.tar $$(IMAGE_PLAYBOOK_DEPS) | $(IMAGE_ANSIBLE_PLAYBOOK)
-	$(IMAGE_ENV) image/provision.sh $* $< $@
+# The Pi's playbook stage leaves the app out (IMAGE_WHEEL empty): mkimage.sh installs it.
+$(IMAGE_WORK)/%/rootfs.tar: $(IMAGE_WORK)/%/base.tar $$(IMAGE_PLAYBOOK_DEPS) $$(if $$(filter twin,$$*),$(WHEEL_STAMP)) \
+    | $(IMAGE_ANSIBLE_PLAYBOOK)
+	$(IMAGE_ENV) $(if $(filter pi,$*),IMAGE_WHEEL=) image/provision.sh $* $< $@
 
 # The settings of the release stamp, which mkimage.sh and customize-image.sh write.
 IMAGE_RELEASE_ENV = IMAGE_VERSION='$(IMAGE_VERSION)' IMAGE_BUILD_ID='$(IMAGE_BUILD_ID)'
 
-$(IMAGE_BUILD)/$(IMAGE_NAME)-%-arm64.img: $(IMAGE_WORK)/pi/rootfs.tar image/mkimage.sh image/provision-lib.sh
-	$(IMAGE_RELEASE_ENV) IMAGE_TARGET=pi IMAGE_BASE_NAME='debian-$(IMAGE_SUITE)' image/mkimage.sh $< $@
+# The app goes in here, installed by the host's pip (install_app in provision-lib.sh).
+$(IMAGE_BUILD)/$(IMAGE_NAME)-%-arm64.img: $(IMAGE_WORK)/pi/rootfs.tar image/mkimage.sh image/provision-lib.sh \
+    image/lib.sh constraints.txt $(WHEEL_STAMP)
+	$(IMAGE_RELEASE_ENV) IMAGE_TARGET=pi IMAGE_BASE_NAME='debian-$(IMAGE_SUITE)' \
+	  IMAGE_APP_WHEEL="$$(ls $(WHEEL_DIR)/*.whl)" IMAGE_CONSTRAINTS=constraints.txt IMAGE_PIP_PYTHON='$(WHEEL_PYTHON)' \
+	  image/mkimage.sh $< $@
 
 ifneq ($(BASE_IMAGE),)
 # Records which base image was used, rewritten only when it changes, so that pointing BASE_IMAGE at
@@ -154,7 +163,7 @@ $(IMAGE_WORK)/base-image.id: image-FORCE
 
 # The shorter stem wins over the rule above for these names.
 $(IMAGE_BUILD)/$(IMAGE_NAME)-%-custom-arm64.img: $(IMAGE_WORK)/base-image.id \
-    image/customize-image.sh $$(IMAGE_PLAYBOOK_DEPS) | $(IMAGE_ANSIBLE_PLAYBOOK)
+    image/customize-image.sh $$(IMAGE_PLAYBOOK_DEPS) $(WHEEL_STAMP) | $(IMAGE_ANSIBLE_PLAYBOOK)
 	$(IMAGE_ENV) $(IMAGE_RELEASE_ENV) image/customize-image.sh '$(BASE_IMAGE)' $@
 endif
 

@@ -14,6 +14,11 @@ step() {
     printf '\n==> [%s +%4ds] %s\n' "$(date -u +%H:%M:%S)" "$((SECONDS - IMAGE_STEP_START))" "$*" >&2
 }
 info() { printf '    %s\n' "$*" >&2; }
+# phase_took NAME: the last line of each script, so the build log shows every phase's time.
+phase_took() {
+    local took=$((SECONDS - IMAGE_STEP_START))
+    printf '\n==> [%s] phase %s took %d min %02d s\n' "$(date -u +%H:%M:%S)" "$1" "$((took / 60))" "$((took % 60))" >&2
+}
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 need_root() {
@@ -25,12 +30,15 @@ need_tools() {
     for tool in "$@"; do
         command -v "${tool}" >/dev/null 2>&1 || missing+=("${tool}")
     done
-    [ "${#missing[@]}" -eq 0 ] || die "missing tools: ${missing[*]} (see image/README.md for the apt-get line)"
+    [ "${#missing[@]}" -eq 0 ] ||
+        die "missing tools: ${missing[*]}: install the build host's packages with tools/apt-needs image (as root) or the apt-get line in image/README.md"
 }
 
 # ensure_binfmt DEBIAN_ARCH: a foreign build runs its binaries in a chroot: binfmt_misc must hand
 # them to qemu-*-static with the F flag (the interpreter is opened at registration, so it works
-# inside the chroot). Nothing to do for the build host's own architecture.
+# inside the chroot). Nothing to do for the build host's own architecture. mmdebstrap asks
+# arch-test whether the kernel runs the architecture and stops deep inside its run without it, so
+# the same check comes first here, with the packages named.
 ensure_binfmt() {
     local arch="$1" qemu entry
     [ "${arch}" = "$(dpkg --print-architecture)" ] && return 0
@@ -39,6 +47,7 @@ ensure_binfmt() {
         amd64) qemu=x86_64 ;;
         *) qemu="${arch}" ;;
     esac
+    need_tools arch-test update-binfmts "qemu-${qemu}-static"
     entry="/proc/sys/fs/binfmt_misc/qemu-${qemu}"
     if ! mountpoint -q /proc/sys/fs/binfmt_misc; then
         mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
@@ -49,6 +58,8 @@ ensure_binfmt() {
     fi
     grep -q '^flags:.*F' "${entry}" ||
         die "${entry} lacks the F flag: chroot builds would not find the interpreter"
+    arch-test "${arch}" >/dev/null ||
+        die "arch-test: this kernel cannot run ${arch} binaries through qemu-${qemu}-static (binfmt_misc)"
 }
 
 # debian_arch pi|twin -> arm64|amd64

@@ -4,7 +4,8 @@
 # Usage: mkimage.sh ROOTFS.tar OUTPUT.img [KERNEL_DIR]
 #   KERNEL_DIR: also copy the newest /boot/vmlinuz-* and initrd.img-* there as vmlinuz and
 #   initrd.img, for booting the image directly with QEMU's -kernel/-initrd (the twin).
-# Settings (environment): IMAGE_BOOT_MB (512), IMAGE_ROOT_FREE_MB (768); for the release stamp
+# Settings (environment): IMAGE_BOOT_MB (512), IMAGE_ROOT_FREE_MB (768); IMAGE_APP_WHEEL (install the
+# app into the image's venv first: install_app in provision-lib.sh); for the release stamp
 # (write_release in provision-lib.sh): IMAGE_VERSION, IMAGE_BUILD_ID, IMAGE_TARGET (pi|twin), IMAGE_BASE_NAME.
 #
 # The partitions are built as files and copied into the image: this needs neither loop partition
@@ -35,6 +36,14 @@ mkdir -p "${work}/root" "${work}/firmware"
 
 step "unpack ${tarball}"
 tar -C "${work}/root" --numeric-owner --xattrs --xattrs-include='*' -xpf "${tarball}"
+
+# The Pi image's app is installed here, by the host's pip (install_app): the playbook stage left it
+# out, so an app-only change re-runs this stage and not the emulated playbook.
+if [ -n "${IMAGE_APP_WHEEL:-}" ]; then
+    arch="$(debian_arch "${IMAGE_TARGET:-pi}")"
+    ensure_binfmt "${arch}"
+    install_app "${work}/root" "${arch}"
+fi
 
 # The release stamp, written here once: the playbook stage's tarball is reused when only the
 # version changed (a commit that touches neither the app nor the playbook). A copy goes beside the
@@ -89,3 +98,4 @@ dd if="${work}/root.part" of="${work}/disk.img" bs=1M seek="$((offset_mb + boot_
     conv=notrunc,sparse status=progress
 mv "${work}/disk.img" "${output}"
 info "${output}: ${total_mb} MiB, $(du -h "${output}" | cut -f1) allocated"
+phase_took "assemble (mkimage.sh)"

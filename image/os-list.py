@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Final
 
 CHUNK: Final = 1 << 20
+# The boards behind each Imager device tag, named in the entry's description.
+BOARDS: Final = {"pi3-64bit": "3 B, 3 B+, Zero 2 W", "pi4-64bit": "4 B, 400", "pi5-64bit": "5"}
 DESCRIPTION: Final = (
     "Workshop appliance: BLE presence beacons, 3D-printer timelapse relay and a live dashboard. "
     "Edit appliance.toml on the boot partition before the first boot."
@@ -41,7 +43,8 @@ def entry(image: Path, xz: Path, *, base_url: str, devices: list[str], release: 
     url = f"{base_url.rstrip('/')}/{xz.name}" if base_url else xz.resolve().as_uri()
     return {
         "name": name,
-        "description": f"{DESCRIPTION} Build {release}.",
+        "description": f"{DESCRIPTION} For Raspberry Pi {'; '.join(BOARDS.get(d, d) for d in devices)}. "
+                       f"Build {release}.",
         "icon": icon,
         "website": website,
         "url": url,

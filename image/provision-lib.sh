@@ -61,17 +61,24 @@ chroot_unmount() {
 }
 
 # run_playbook ROOT TARGET: provision ROOT with ansible/site.yml through the chroot connection.
-# Settings (environment): IMAGE_PLAYBOOK, IMAGE_ANSIBLE_PLAYBOOK, IMAGE_WHEEL, IMAGE_CONSTRAINTS.
+# Settings (environment): IMAGE_PLAYBOOK, IMAGE_ANSIBLE_PLAYBOOK, IMAGE_CONSTRAINTS, IMAGE_WHEEL (the
+# app's wheel, installed by the playbook; empty: the playbook makes the venv and leaves the app out,
+# for install_app to add when the image is assembled).
 run_playbook() {
     local root="$1" target="$2" playbook="${IMAGE_PLAYBOOK:-ansible/site.yml}" status=0
-    local ansible="${IMAGE_ANSIBLE_PLAYBOOK:-ansible-playbook}"
+    local ansible="${IMAGE_ANSIBLE_PLAYBOOK:-ansible-playbook}" app=()
     if [ ! -f "${playbook}" ]; then
         step "playbook: ${playbook} does not exist yet, SKIPPED (the image holds the base system only)"
         return 0
     fi
     [ -x "$(command -v "${ansible}")" ] || die "${ansible} not found: make setup (or set IMAGE_ANSIBLE_PLAYBOOK)"
-    [ -f "${IMAGE_WHEEL:-}" ] || die "IMAGE_WHEEL='${IMAGE_WHEEL:-}' is not a file: build the app's wheel first"
     [ -f "${IMAGE_CONSTRAINTS:-}" ] || die "IMAGE_CONSTRAINTS='${IMAGE_CONSTRAINTS:-}' is not a file"
+    if [ -z "${IMAGE_WHEEL:-}" ]; then
+        app=(-e appliance_install_wheel=false)
+    else
+        [ -f "${IMAGE_WHEEL}" ] || die "IMAGE_WHEEL='${IMAGE_WHEEL}' is not a file: build the app's wheel first"
+        app=(-e "appliance_wheel=$(readlink -f "${IMAGE_WHEEL}")")
+    fi
     step "playbook: ${playbook} on ${root} through the chroot connection (target ${target})"
     chroot_mount "${root}"
     # Pipelining saves a file transfer per task; profile_tasks prints each task's time, so a slow
@@ -83,12 +90,70 @@ run_playbook() {
     ANSIBLE_HOST_KEY_CHECKING=False \
         "${ansible}" -i "${root}," -c community.general.chroot "${playbook}" \
         -e "appliance_target=${target}" \
-        -e "appliance_wheel=$(readlink -f "${IMAGE_WHEEL}")" \
+        "${app[@]}" \
         -e "appliance_constraints=$(readlink -f "${IMAGE_CONSTRAINTS}")" \
         -e appliance_image_build=true \
         || status=$?
     chroot_unmount "${root}"
     [ "${status}" -eq 0 ] || die "the playbook failed (status ${status})"
+}
+
+# install_app ROOT ARCH: the app's wheel and its pinned dependencies into the venv the playbook made
+# in ROOT (appliance_venv), installed by the build host's pip for the image's Python and
+# architecture: wheels only, the binary ones for the image's CPU from PyPI, so that no pip runs
+# emulated and an app-only change costs seconds here instead of minutes in the emulated playbook.
+# Only the byte-compilation runs in the image (its Python writes its own .pyc files).
+# Settings (environment): IMAGE_APP_WHEEL, IMAGE_CONSTRAINTS, IMAGE_PIP_PYTHON (a Python with pip,
+# default python3), IMAGE_APP_VENV (/opt/appliance, the role's appliance_venv).
+install_app() {
+    local root="$1" arch="$2" venv="${IMAGE_APP_VENV:-/opt/appliance}" python="${IMAGE_PIP_PYTHON:-python3}"
+    local py version machine glibc minor stage platforms=() script
+    [ -f "${IMAGE_APP_WHEEL:-}" ] || die "IMAGE_APP_WHEEL='${IMAGE_APP_WHEEL:-}' is not a file: make wheel"
+    [ -f "${IMAGE_CONSTRAINTS:-}" ] || die "IMAGE_CONSTRAINTS='${IMAGE_CONSTRAINTS:-}' is not a file"
+    "${python}" -m pip --version >/dev/null 2>&1 || die "${python} has no pip: make setup (or set IMAGE_PIP_PYTHON)"
+    py="$(readlink "${root}/usr/bin/python3")" # python3.13
+    version="${py#python}"
+    [ -d "${root}${venv}/lib/${py}/site-packages" ] ||
+        die "${venv} is not a ${py} venv in the image: the playbook's appliance role makes it"
+    case "${arch}" in
+        arm64) machine=aarch64 ;;
+        amd64) machine=x86_64 ;;
+        *) die "install_app: no wheel platform for ${arch}" ;;
+    esac
+    # Every manylinux tag the image's glibc accepts (pip takes the tags it is given, no older ones).
+    glibc="$(sed -n '/^Package: libc6$/,/^$/s/^Version: 2\.\([0-9]*\).*/\1/p' "${root}/var/lib/dpkg/status")"
+    [ -n "${glibc}" ] || die "no libc6 in ${root}'s dpkg status"
+    for ((minor = 17; minor <= glibc; minor++)); do platforms+=(--platform "manylinux_2_${minor}_${machine}"); done
+    platforms+=(--platform "manylinux2014_${machine}")
+    step "app: $(basename "${IMAGE_APP_WHEEL}") and its pinned dependencies for ${py} on ${machine} (the host's pip)"
+    stage="$(mktemp -d)"
+    # A package that PyPI has only as source (PyRIC) is built into a wheel here first: --platform
+    # takes wheels only. Its markers are the build host's, which only ever adds a backport the image's
+    # newer Python would not need.
+    "${python}" -m pip wheel --quiet --disable-pip-version-check -w "${stage}/wheels" \
+        -c "${IMAGE_CONSTRAINTS}" "${IMAGE_APP_WHEEL}"
+    "${python}" -m pip install --quiet --disable-pip-version-check --no-compile --target "${stage}/site" \
+        --find-links "${stage}/wheels" --only-binary=:all: "${platforms[@]}" --implementation cp \
+        --python-version "${version}" --abi "cp${version/./}" -c "${IMAGE_CONSTRAINTS}" "${IMAGE_APP_WHEEL}"
+    # --target puts the scripts in site/bin, with the host's interpreter: the venv's, and its RECORD
+    # files name them from site-packages (three levels down in a venv), so a later pip on the
+    # device replaces them cleanly.
+    for script in "${stage}/site/bin"/*; do
+        sed -e "1s|^#!.*|#!${venv}/bin/python|" "${script}" >"${root}${venv}/bin/${script##*/}"
+        chmod 0755 "${root}${venv}/bin/${script##*/}"
+    done
+    rm -rf "${stage}/site/bin"
+    sed -i -e 's|^\.\./\.\./bin/|../../../bin/|' "${stage}"/site/*.dist-info/RECORD
+    cp -R --preserve=mode,timestamps "${stage}/site/." "${root}${venv}/lib/${py}/site-packages/"
+    chown -R 0:0 "${root}${venv}/bin" "${root}${venv}/lib"
+    # What the role's copy task leaves there: a later run over SSH with the same wheel changes nothing.
+    install -m 0644 "${IMAGE_APP_WHEEL}" "${IMAGE_CONSTRAINTS}" "${root}${venv}/dist/"
+    rm -rf "${stage}"
+    step "app: byte-compile it with the image's own ${py} (emulated)"
+    chroot_mount "${root}"
+    chroot "${root}" "${venv}/bin/python" -m compileall -q -j 0 "${venv}/lib/${py}/site-packages" >/dev/null ||
+        { chroot_unmount "${root}"; die "byte-compiling the app in the image failed"; }
+    chroot_unmount "${root}"
 }
 
 # finalize_rootfs ROOT: remove what must not be shared by every device made from the image
@@ -129,10 +194,17 @@ finalize_rootfs() {
 # once, by the stage that makes the image (mkimage.sh, customize-image.sh): the playbook stage's
 # tarball is reused when only the version changed, so a stamp written there would be stale.
 # Settings (environment): IMAGE_VERSION; IMAGE_BUILD_ID (default: VERSION-YYYYMMDDTHHMMSSZ, now).
+# CLOUDFLARED_VERSION and CLOUDFLARED_REPO_KEY_SHA256 say what the cloudflared role got (both empty:
+# Cloudflare's repository was unreachable, and the appliance installs cloudflared later).
 write_release() {
-    local root="$1" target="$2" base="$3" now version
+    local root="$1" target="$2" base="$3" now version cloudflared key_sha256=""
     now="$(date -u +%s)"
     version="${IMAGE_VERSION:-unknown}"
+    cloudflared="$(sed -n '/^Package: cloudflared$/,/^$/s/^Version: //p' "${root}/var/lib/dpkg/status" 2>/dev/null || true)"
+    # The key cloudflared-install trusted (the role's cloudflared_repo_keyring).
+    if [ -f "${root}/usr/share/keyrings/cloudflare-main.gpg" ]; then
+        key_sha256="$(sha256sum "${root}/usr/share/keyrings/cloudflare-main.gpg" | cut -d ' ' -f 1)"
+    fi
     cat >"${root}/etc/appliance-release" <<RELEASE
 NAME="appliance"
 VERSION="${version}"
@@ -140,6 +212,8 @@ BUILD_ID="${IMAGE_BUILD_ID:-${version}-$(date -u -d "@${now}" +%Y%m%dT%H%M%SZ)}"
 BUILD_DATE="$(date -u -d "@${now}" +%Y-%m-%dT%H:%M:%SZ)"
 TARGET="${target}"
 BASE="${base}"
+CLOUDFLARED_VERSION="${cloudflared}"
+CLOUDFLARED_REPO_KEY_SHA256="${key_sha256}"
 RELEASE
     chmod 0644 "${root}/etc/appliance-release"
     info "$(tr '\n' ' ' <"${root}/etc/appliance-release")"

@@ -33,3 +33,4 @@ step "pack ${output}"
 tar -C "${root}" --numeric-owner --xattrs --xattrs-include='*' -cf "${output}.tmp" .
 mv "${output}.tmp" "${output}"
 info "$(du -h "${output}" | cut -f1) ${output}"
+phase_took "playbook (provision.sh, ${target})"

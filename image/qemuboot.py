@@ -116,10 +116,16 @@ def _version_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+# systemd waits 90 s for a device (the boot partition by label) before it gives up and drops to the
+# emergency shell. Under TCG on a shared 2-core host udev alone took longer than that (the arm64
+# image, with xz running beside it), so the guest waits as long as the tests do for its login.
+TCG_DEVICE_TIMEOUT: Final = "systemd.default_device_timeout_sec=600"
+
+
 def qemu_append(cmdline: str, console: str) -> str:
     """The image's kernel command line with its consoles replaced by the emulated serial port."""
     words = [w for w in cmdline.split() if not w.startswith("console=")] or DEFAULT_APPEND.split()
-    return " ".join([*words, f"console={console}"])
+    return " ".join([*words, TCG_DEVICE_TIMEOUT, f"console={console}"])
 
 
 def forwarded_ports(usernet: str) -> dict[int, int]:

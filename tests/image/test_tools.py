@@ -33,6 +33,9 @@ def make_rootfs_tarball(tmp_path: Path) -> Path:
         "boot/vmlinuz-6.12.0-1-arm64": "kernel\n",
         "boot/initrd.img-6.12.0-1-arm64": "initrd\n",
         "boot/initrd.img-6.1.0-1-arm64": "old initrd\n",
+        # What the cloudflared role leaves when Cloudflare's repository was reachable.
+        "usr/share/keyrings/cloudflare-main.gpg": "key\n",
+        "var/lib/dpkg/status": "Package: cloudflared\nStatus: install ok installed\nVersion: 2026.1.0\n\n",
     }.items():
         path = tree / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,8 +81,11 @@ def test_mkimage_makes_a_fat_boot_and_ext4_root_partition_by_label(tmp_path: Pat
     env = {**os.environ, "IMAGE_BOOT_MB": "64", "IMAGE_ROOT_FREE_MB": "16", "IMAGE_VERSION": "v2",
            "IMAGE_BUILD_ID": "v2-assembled", "IMAGE_TARGET": "pi", "IMAGE_BASE_NAME": "debian-trixie"}
 
-    subprocess.run([str(IMAGE_DIR / "mkimage.sh"), str(make_rootfs_tarball(tmp_path)), str(output),
-                    str(kernel_dir)], check=True, env=env)
+    built = subprocess.run([str(IMAGE_DIR / "mkimage.sh"), str(make_rootfs_tarball(tmp_path)), str(output),
+                            str(kernel_dir)], check=True, env=env, stderr=subprocess.PIPE, text=True)
+
+    # The build log gives each phase's time.
+    assert re.search(r"==> \[[\d:]+\] phase assemble \(mkimage.sh\) took 0 min \d\d s\n", built.stderr)
 
     boot, root = disk.partitions(output)
     assert (boot.type_id, boot.start, boot.size) == (0x0C, 4 << 20, 64 << 20)
@@ -99,6 +105,10 @@ def test_mkimage_makes_a_fat_boot_and_ext4_root_partition_by_label(tmp_path: Pat
     assert {key: fields[key] for key in ("VERSION", "BUILD_ID", "TARGET", "BASE")} == {
         "VERSION": '"v2"', "BUILD_ID": '"v2-assembled"', "TARGET": '"pi"', "BASE": '"debian-trixie"'}
     assert re.fullmatch(r'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"', fields["BUILD_DATE"])
+    # What the cloudflared role got: the version installed and the sha256 of the key it trusted.
+    assert fields["CLOUDFLARED_VERSION"] == '"2026.1.0"'
+    key_sha256 = hashlib.sha256(b"key\n").hexdigest()
+    assert fields["CLOUDFLARED_REPO_KEY_SHA256"] == f'"{key_sha256}"'
     assert output.with_name(output.name + ".release").read_text() == release
     # The newest kernel and its initrd, for QEMU's direct boot.
     assert (kernel_dir / "vmlinuz").read_text() == "kernel\n"
@@ -141,11 +151,27 @@ def test_customize_image_keeps_the_bases_partitions_and_boot_files(tmp_path: Pat
     assert 'BASE="base.img.xz"' in release
 
 
+def test_a_foreign_build_without_arch_test_stops_first_and_names_the_packages(tmp_path: Path) -> None:
+    """mmdebstrap would stop deep into its run with "install arch-test for foreign architecture support"."""
+    host = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout
+    foreign, qemu = ("amd64", "x86_64") if host.strip() == "arm64" else ("arm64", "aarch64")
+    path = tmp_path / "bin"
+    path.mkdir()
+    # Every tool the check looks for but arch-test (stand-ins: none of them runs).
+    for tool in ("dpkg", "update-binfmts", f"qemu-{qemu}-static"):
+        (path / tool).symlink_to("/bin/true")
+    result = subprocess.run(["/bin/bash", "-c", f'. "{IMAGE_DIR}/lib.sh" && ensure_binfmt {foreign}'],
+                            capture_output=True, text=True, env={"PATH": str(path)}, check=False)
+    assert result.returncode != 0
+    assert "missing tools: arch-test:" in result.stderr and "tools/apt-needs image" in result.stderr
+
+
 def test_qemu_gets_the_images_command_line_with_its_own_console() -> None:
     cmdline = ("console=tty0 console=ttyS1,115200 root=LABEL=RASPIROOT rw fsck.repair=yes net.ifnames=0"
                " rootwait")
     assert qemuboot.qemu_append(cmdline, "ttyAMA0,115200") == (
-        "root=LABEL=RASPIROOT rw fsck.repair=yes net.ifnames=0 rootwait console=ttyAMA0,115200"
+        "root=LABEL=RASPIROOT rw fsck.repair=yes net.ifnames=0 rootwait"
+        " systemd.default_device_timeout_sec=600 console=ttyAMA0,115200"
     )
     assert qemuboot.qemu_append("", "ttyS0").endswith("console=ttyS0")
     assert qemuboot.parse_size("4G") == 4 << 30
@@ -268,6 +294,7 @@ def test_os_list_describes_the_compressed_and_extracted_image(tmp_path: Path) ->
     assert entry["image_download_size"] == xz.stat().st_size
     assert entry["image_download_sha256"] == hashlib.sha256(xz.read_bytes()).hexdigest()
     assert entry["devices"] == ["pi3-64bit", "pi4-64bit"]
+    assert "For Raspberry Pi 3 B, 3 B+, Zero 2 W; 4 B, 400." in entry["description"]
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", entry["release_date"])
     assert "init_format" not in entry
 
