@@ -228,7 +228,21 @@ async def test_beacon_away_past_the_window_needs_the_reconnect_tap(logged_in: En
     app_env.clock.advance(31)
     await wait_for(lambda: state_is("away"), what="away")
     app_env.clock.advance(30 * 60)
-    await wait_for(lambda: state_is("requiresTap"), what="requiresTap")
+    extra = 0.0
+
+    async def past_the_window() -> bool:
+        # A sighting the radio had queued before set_present(False) may be handled late (on a
+        # loaded machine), stamped with the fake clock's later time: the window then runs a
+        # little later. Give it a minute or two, no more.
+        nonlocal extra
+        if await state_is("requiresTap"):
+            return True
+        app_env.clock.advance(10)
+        extra += 10
+        return False
+
+    await wait_for(past_the_window, what="requiresTap")
+    assert extra <= 120, extra
     assert (await app_env.client.get(f"{app_env.base}/status")).json()["pairing"]["requiresTap"] == 1
 
     await app_env.radio.set_present(B1, True)
