@@ -378,3 +378,19 @@ async def test_revoked_token_stops_publishing_on_its_open_connection(logged_in: 
     finally:
         await db.close()
     await _closed_within_one_watch(logged_in, publisher, "the publisher's socket to close")
+
+
+async def test_a_forgotten_beacon_reaches_open_dashboards_as_removed(logged_in: Env) -> None:
+    """presence2v {id, removed: true} when an unpaired beacon has been silent for forget_after_s
+    (what the HIL suite's discovery scenario waits for)."""
+    browser = await connect_browser(logged_in)
+    await wait_for(lambda: logged_in.device(B1), what="beacon 1 discovered")
+    await logged_in.radio.set_present(B1, False)
+    forget = logged_in.app.services.settings.forget_after_s
+
+    def advanced_and_removed() -> bool:
+        logged_in.clock.advance(forget / 4)
+        return any(e.get("id") == B1 and e.get("removed") for e in browser.of("presence2v"))
+
+    await wait_for(advanced_and_removed, what="presence2v removed for beacon 1")
+    await browser.client.disconnect()

@@ -126,6 +126,9 @@ class TwinMachineDriver(Driver, PowerProtocol):
     # Loopback ports on the host where a stand-in printer may listen; the twin reaches them as
     # PRINTER_GUEST_ADDRESS:8883 (MQTT) and :6000 (camera), the A1's own ports. Chosen once.
     printer_ports: dict[str, int] = attr.ib(factory=dict, init=False)
+    # The address the twin uses for them (the scenarios read it here: importing this module
+    # again would register its labgrid classes twice).
+    printer_address: str = PRINTER_GUEST_ADDRESS
 
     @property
     def http_url(self) -> str:
