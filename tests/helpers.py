@@ -96,6 +96,7 @@ class InjectableRadio:
         self.links: dict[str, Callable[[str], None]] = {}
         self.refuse: set[str] = set()
         self.connects: list[str] = []
+        self.held: dict[str, asyncio.Event] = {}  # connects to these wait until the event is set
         self.activity = 0
         self.started = False
 
@@ -116,6 +117,8 @@ class InjectableRadio:
 
     async def connect(self, address: str, on_lost: Callable[[str], None]) -> LinkInfo:
         self.connects.append(address)
+        if address in self.held:
+            await self.held[address].wait()
         if address in self.refuse:
             msg = f"{address} refused"
             raise RadioError(msg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -112,6 +113,27 @@ async def test_restart_after_the_window_needs_a_tap_at_once(rig: Rig) -> None:
     assert rig.radio.connects == []  # no automatic connection without the tap
     await service.reconnect(ADDR_A)
     await wait_for(lambda: ADDR_A in rig.radio.links, what="reconnected after the tap")
+
+
+async def test_a_connect_that_finishes_after_the_window_is_dropped_and_waits_for_the_tap(
+    rig: Rig,
+) -> None:
+    # HIL scenario 4 in CI: a connect started while the beacon was still in its window came
+    # through (BlueZ waits for the next advertisement) after it had run out: requiresTap, linked.
+    service = await _seen_and_paired(rig)
+    rig.radio.held[ADDR_A] = released = asyncio.Event()
+    rig.radio.links.pop(ADDR_A)(ADDR_A)  # the link drops; the next connect hangs
+    await wait_for(lambda: rig.radio.connects.count(ADDR_A) == 2, what="the second connect")
+    await wait_for(_after(rig, 60, lambda: service.tracker.view(ADDR_A).state  # type: ignore[union-attr]
+                          is PresenceState.REQUIRES_TAP), what="requiresTap after the window")
+    released.set()
+    rig.radio.inject(make_advertisement())  # the beacon is back, which lets the connect finish
+    await wait_for(lambda: service.tracker.view(ADDR_A).last_seen == rig.clock.monotonic(),  # type: ignore[union-attr]
+                   what="the advertisement")
+    await wait_for(lambda: ADDR_A not in rig.radio.links, what="the late link dropped")
+    view = service.tracker.view(ADDR_A)
+    assert view is not None and view.state is PresenceState.REQUIRES_TAP and not view.linked
+    assert await rig.stored_state() == [(ADDR_A, "requiresTap")]
 
 
 async def test_last_seen_is_written_in_batches_not_per_advertisement(rig: Rig) -> None:

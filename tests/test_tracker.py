@@ -194,3 +194,18 @@ def test_thirty_minutes_pass_in_a_microsecond_for_many_beacons() -> None:
     tracker.tick(AWAY + 1)
     tracker.tick(WINDOW + 1)
     assert {v.state for v in tracker.views()} == {PresenceState.REQUIRES_TAP}
+
+
+def test_a_link_may_stand_while_connected_or_away_in_the_window_not_after_it() -> None:
+    tracker = paired_tracker()
+    assert tracker.may_link(ADDR_A, 1.0)
+    tracker.tick(AWAY + 1)
+    assert state(tracker) is PresenceState.AWAY
+    assert tracker.may_link(ADDR_A, AWAY + 1)
+    assert not tracker.may_link(ADDR_A, WINDOW + 1)
+    tracker.tick(WINDOW + 1)
+    assert state(tracker) is PresenceState.REQUIRES_TAP
+    assert not tracker.may_link(ADDR_A, WINDOW + 1)
+    tracker.unpair(ADDR_A, WINDOW + 2)
+    assert not tracker.may_link(ADDR_A, WINDOW + 2)
+    assert not tracker.may_link(ADDR_B, WINDOW + 2)

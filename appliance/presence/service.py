@@ -315,8 +315,8 @@ class PresenceService:
         finally:
             attempt.task = None
         attempt.failures = 0
-        view = self.tracker.view(address)
-        if view is None or view.pairing is None:  # unpaired while connecting
+        if not self.tracker.may_link(address, self._clock.monotonic()):
+            # Unpaired, or the window ran out, while connecting: the link goes, the tap decides.
             await self._radio.disconnect(address)
             return
         await beacon_store.set_firmware(self._db, address, info.firmware)

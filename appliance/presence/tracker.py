@@ -94,6 +94,18 @@ class Tracker:
             if b.state is PresenceState.CONNECTED and not b.linked
         ]
 
+    def may_link(self, address: str, now: float) -> bool:
+        """Whether a GATT link that has just come up may stand: the beacon is still paired and
+        CONNECTED, or AWAY inside its window. A connect started before the window ran out can
+        finish after it (BlueZ waits for the next advertisement); that link is dropped, the
+        beacon waits for the tap like one that came back by advertising."""
+        beacon = self._beacons.get(address)
+        if beacon is None or beacon.pairing is None:
+            return False
+        if beacon.state is PresenceState.AWAY:
+            return now - beacon.window_from <= self.reconnect_window
+        return beacon.state is PresenceState.CONNECTED
+
     # -- inputs --------------------------------------------------------------------------------
     def restore(
         self, *, address: str, beacon_id: int, name: str, pairing: Pairing, state: PresenceState,
