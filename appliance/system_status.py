@@ -19,8 +19,10 @@ def tunnel(settings: Settings) -> dict[str, Any]:
     # The token file is root-only: the app checks it exists, never reads it.
     configured = token.exists() and token.stat().st_size > 0
     if not installed:
-        message = ("cloudflared is not installed: rebuild the image with cloudflared_deb=... "
-                   "(see the README); the appliance works on your network meanwhile")
+        message = ("cloudflared is not installed yet: once a tunnel token is set, the appliance "
+                   "installs it from Cloudflare's repository by itself (it needs the internet; "
+                   "`supervisorctl tail cloudflared` says how far it got); the appliance works on "
+                   "your network meanwhile")
     elif not configured:
         message = ("no Cloudflare tunnel token: put cloudflare_tunnel_token in appliance.toml on "
                    "the boot partition and reboot")

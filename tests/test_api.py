@@ -399,7 +399,8 @@ async def test_openapi_document_and_browsable_docs(logged_in: Env) -> None:
 async def test_status_and_dashboard_say_how_to_set_up_the_tunnel(logged_in: Env) -> None:
     app_env = logged_in
     status = (await app_env.client.get(f"{app_env.base}/status")).json()
-    assert status["tunnel"]["installed"] is False and "cloudflared_deb" in status["tunnel"]["message"]
+    assert status["tunnel"]["installed"] is False
+    assert "Cloudflare's repository" in status["tunnel"]["message"]
     assert status["setup"] == {"at": None, "applied": [], "errors": []}
     page = await app_env.client.get(f"{app_env.base}/", headers={"Accept": "text/html"})
     assert "cloudflared is not installed" in page.text
