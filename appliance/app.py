@@ -137,7 +137,8 @@ def create_app(
 
     @app.before_serving
     async def startup() -> None:
-        db = await Database.open(settings.db_path)
+        db = await Database.open(settings.db_path,
+                                 reserve_bytes=settings.storage_reserve_mib * 1024 * 1024)
         chosen = radio if radio is not None else make_radio(settings)
         presence = PresenceService(settings, db, chosen, clock, radio_name=settings.radio)
         relay = RelayService(settings, db, clock)

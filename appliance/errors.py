@@ -24,5 +24,9 @@ class StoreError(ApplianceError):
     """The database cannot be used as it is."""
 
 
+class StorageFullError(StoreError):
+    """The SD card is full: the change was not saved; what is stored is intact."""
+
+
 class RadioError(ApplianceError):
     """The Bluetooth radio failed an operation."""

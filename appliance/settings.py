@@ -72,6 +72,8 @@ class Settings:
     image_max_bytes: int = 2 * 1024 * 1024
     readings_retention_days: int = 365
     status_retention_days: int = 30
+    # Room kept on the card for logins and deletes when it fills up (appliance/store/space.py).
+    storage_reserve_mib: int = 8
     # The Cloudflare tunnel, for /status and the dashboard (the app only checks they exist).
     cloudflared_bin: str = "/usr/bin/cloudflared"
     tunnel_token_file: str = "/etc/cloudflared/token"  # noqa: S105 - a path, not a secret
@@ -239,6 +241,7 @@ _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "image_max_bytes": _parse_int(1024, 64 * 1024 * 1024),
     "readings_retention_days": _parse_int(1, 36500),
     "status_retention_days": _parse_int(1, 36500),
+    "storage_reserve_mib": _parse_int(0, 1024),
     "cloudflared_bin": _parse_str,
     "tunnel_token_file": _parse_str,
     "firstboot_status_file": _parse_str,

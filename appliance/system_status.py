@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from appliance.settings import Settings
+from appliance.store.db import Database
 
 
 def tunnel(settings: Settings) -> dict[str, Any]:
@@ -31,6 +33,20 @@ def tunnel(settings: Settings) -> dict[str, Any]:
     return {"installed": installed, "configured": configured, "message": message}
 
 
+def storage(settings: Settings, db: Database) -> dict[str, Any]:
+    """The data partition: full (the reserve given back, see store/space.py) or not."""
+    full = db.full()
+    try:
+        free = shutil.disk_usage(settings.data_dir).free
+    except OSError:
+        free = 0
+    message = (f"the SD card is full ({free // (1024 * 1024)} MiB free): new readings, frames "
+               "and last-seen times are not stored; logins, pairing and deleting still work. "
+               "Delete old timelapse videos or other files on the card; the appliance goes on "
+               "by itself" if full else "ok")
+    return {"full": full, "freeBytes": free, "refusedWrites": db.refused, "message": message}
+
+
 def setup(settings: Settings) -> dict[str, Any]:
     """The last first-boot run: when, what it applied, what it could not."""
     try:
@@ -41,13 +57,16 @@ def setup(settings: Settings) -> dict[str, Any]:
             "errors": list(status.get("errors", []))}
 
 
-def notices(settings: Settings, bluetooth_error: str | None = None) -> list[str]:
+def notices(settings: Settings, bluetooth_error: str | None = None,
+            db: Database | None = None) -> list[str]:
     """Sentences for the dashboard: setup problems a user should act on.
 
     ``bluetooth_error``: the radio's last error while it is not scanning (no adapter, say).
     """
     found = [f"First-boot file: {error['key']}: {error['message']}"
              for error in setup(settings)["errors"]]
+    if db is not None and (space := storage(settings, db))["full"]:
+        found.append(str(space["message"][0].upper() + space["message"][1:]) + ".")
     if bluetooth_error:
         found.append(f"Bluetooth is not scanning, so beacons are not tracked: {bluetooth_error}. "
                      "The appliance keeps retrying; /status shows the adapter's state.")

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
+import shutil
 import socket
+import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
@@ -399,3 +403,21 @@ def lost_recorder() -> tuple[list[str], Callable[[str], None], asyncio.Event]:
         event.set()
 
     return calls, on_lost, event
+
+
+@contextlib.contextmanager
+def small_partition(path: Path, size_mib: int) -> Iterator[Path]:
+    """A tmpfs of ``size_mib`` MiB at ``path``: a full SD card in miniature."""
+    path.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.fail("the full-partition test mounts a tmpfs: run it as root (make test does)",
+                    pytrace=False)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0700", "tmpfs",
+                              str(path)], capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs at {path}: {mounted.stderr.strip()}; the test needs "
+                    "root and mount(8) (in a container: CAP_SYS_ADMIN)", pytrace=False)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -36,3 +36,11 @@ async def test_a_stalled_consumer_never_grows_the_queue() -> None:
     assert radio._queue.qsize() == QUEUE_SIZE
     first = radio._queue.get_nowait()
     assert first is not None and first.beacon_id == 51  # the oldest 50 were dropped
+
+
+def test_bluez_signals_every_advertisement_so_a_returning_beacon_is_heard_at_once() -> None:
+    # Without DuplicateData BlueZ stays silent about a device it still caches until its data
+    # changes (HIL scenario 3 saw a 56 s rediscovery).
+    assert BleakRadio().scanner_args()["filters"] == {"DuplicateData": True}
+    passive = BleakRadio(passive=True).scanner_args()
+    assert passive["filters"] == {"DuplicateData": True} and len(passive["or_patterns"]) == 1

@@ -4,38 +4,16 @@ kept free on the data partition (a real, small tmpfs mounted for the test: we ru
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import small_partition
 from test_timelapse import ffmpeg, noise_frames, publisher_site  # noqa: F401 - fixtures
 
 from appliance.timelapse.files import free_bytes
 
 pytestmark = pytest.mark.usefixtures("ffmpeg")
 MIB = 1024**2
-
-
-@contextlib.contextmanager
-def small_partition(path: Path, size_mib: int) -> Iterator[Path]:
-    """A tmpfs of ``size_mib`` MiB at ``path``: a full SD card in miniature."""
-    path.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.fail("the full-partition test mounts a tmpfs: run it as root (make test does)",
-                    pytrace=False)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m,mode=0700", "tmpfs",
-                              str(path)], capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs at {path}: {mounted.stderr.strip()}; the test needs "
-                    "root and mount(8) (in a container: CAP_SYS_ADMIN)", pytrace=False)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 async def test_a_small_budget_deletes_the_oldest_videos_then_pauses_recording(
@@ -73,7 +51,8 @@ async def test_a_full_partition_pauses_recording_and_the_database_keeps_working(
         tmp_path: Path, noise_frames: list[bytes]) -> None:  # noqa: F811 - the fixture
     floor = 6 * MIB
     with small_partition(tmp_path / "data", 16) as data:
-        async with publisher_site(data, timelapse_min_free_bytes=floor) as site:
+        async with publisher_site(data, timelapse_min_free_bytes=floor,
+                                  storage_reserve_mib=1) as site:
             first = await site.start("first")
             for frame in noise_frames[:3]:
                 await site.frame(frame)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 from appliance.clock import Clock, mono_of, wall_of
-from appliance.errors import ApplianceError, RadioError
+from appliance.errors import ApplianceError, RadioError, StorageFullError, StoreError
 from appliance.presence.model import (
     BeaconView,
     Pairing,
@@ -92,6 +92,7 @@ class PresenceService:
         self._tasks: list[asyncio.Task[None]] = []
         self._links: dict[str, _LinkAttempt] = {}
         self._written: dict[str, _Written] = {}
+        self._unsaved: set[str] = set()  # addresses whose state the database refused
         self._pending: set[asyncio.Task[None]] = set()
         self._links_dirty = asyncio.Event()
 
@@ -153,20 +154,25 @@ class PresenceService:
     # -- commands (the REST API) ---------------------------------------------------------------
     async def pair(self, address: str, user_id: str, user_name: str) -> BeaconView:
         now = self._clock.monotonic()
+        before = self.tracker.view(address)
         try:
             changes = self.tracker.pair(address, Pairing(user_id, user_name), now)
         except UnknownBeaconError:
             msg = f"no beacon {address} has been seen; bring it close and wait for it to appear"
             raise PairingError(msg, code="unknown_device") from None
         view = self._require(address)
-        await beacon_store.save_pairing(
-            self._db, address=address, beacon_id=view.beacon_id, name=view.name,
-            first_seen=self.wall(view.first_seen), user_id=user_id, user_name=user_name,
-            paired_at=self._clock.wall(), state=view.state.value,
-            last_seen=self.wall(view.last_seen),
-            window_from=self.wall(self.tracker.window_from(address)),
-            rssi=view.rssi,
-        )
+        try:
+            await beacon_store.save_pairing(
+                self._db, address=address, beacon_id=view.beacon_id, name=view.name,
+                first_seen=self.wall(view.first_seen), user_id=user_id, user_name=user_name,
+                paired_at=self._clock.wall(), state=view.state.value,
+                last_seen=self.wall(view.last_seen),
+                window_from=self.wall(self.tracker.window_from(address)),
+                rssi=view.rssi,
+            )
+        except StoreError:  # not stored (a full card): the pairing did not happen
+            self._undo_pairing(address, before.pairing if before else None, now)
+            raise
         self._written[address] = _Written(view.last_seen, now)
         await self._persist(changes[1:])
         self._publish(changes)
@@ -175,12 +181,18 @@ class PresenceService:
         return self._require(address)
 
     async def unpair(self, address: str) -> None:
+        before = self.tracker.view(address)
         try:
             changes = self.tracker.unpair(address, self._clock.monotonic())
         except UnknownBeaconError:
             msg = f"{address} is not paired"
             raise PairingError(msg, code="not_paired") from None
-        await beacon_store.delete_pairing(self._db, address)
+        try:
+            await beacon_store.delete_pairing(self._db, address)
+        except StoreError:
+            self._undo_pairing(address, before.pairing if before else None,
+                               self._clock.monotonic())
+            raise
         self._written.pop(address, None)
         attempt = self._links.pop(address, None)
         if attempt and attempt.task:
@@ -202,6 +214,13 @@ class PresenceService:
         return self._require(address)
 
     # -- internals -----------------------------------------------------------------------------
+    def _undo_pairing(self, address: str, pairing: Pairing | None, now: float) -> None:
+        """Memory back to what the database still says, after a pairing change failed to land."""
+        if pairing is None:
+            self.tracker.unpair(address, now)
+        else:
+            self.tracker.pair(address, pairing, now)
+
     def _mono(self, wall: datetime) -> float:
         return mono_of(self._clock, wall)
 
@@ -223,18 +242,34 @@ class PresenceService:
 
     async def _persist(self, changes: list[StateChanged]) -> None:
         """State changes of paired beacons reach the database at once."""
+        await self._save_states(dict.fromkeys(c.address for c in changes if c.new is not c.old))
+
+    async def _save_states(self, addresses: Iterable[str]) -> None:
+        """A state the database refused (a full card) is kept and saved again by ``flush``."""
         when = self._clock.wall()
-        for address in dict.fromkeys(c.address for c in changes if c.new is not c.old):
+        for address in addresses:
             view = self.tracker.view(address)
             if view is None or view.pairing is None:
+                self._unsaved.discard(address)
                 continue
-            await beacon_store.set_state(
-                self._db, address, view.state.value, self.wall(view.last_seen),
-                self.wall(self.tracker.window_from(address)), when,
-            )
+            try:
+                await beacon_store.set_state(
+                    self._db, address, view.state.value, self.wall(view.last_seen),
+                    self.wall(self.tracker.window_from(address)), when,
+                )
+            except StoreError as exc:
+                if address not in self._unsaved:
+                    _LOGGER.warning("Presence of %s not saved yet: %s", address, exc)
+                self._unsaved.add(address)
+                continue
+            self._unsaved.discard(address)
             self._written[address] = _Written(view.last_seen, self._clock.monotonic())
 
     async def _apply(self, changes: list[StateChanged]) -> None:
+        for change in changes:  # a line per visit of a beacon, none per advertisement
+            if change.old is None or change.new is None:
+                _LOGGER.info("Beacon %s %s", change.address,
+                             "discovered" if change.old is None else "forgotten (silent)")
         if changes:
             await self._persist(changes)
             self._publish(changes)
@@ -289,8 +324,15 @@ class PresenceService:
                     self.wall(self.tracker.window_from(view.address)), view.rssi,
                 ))
                 self._written[view.address] = _Written(view.last_seen, now)
-        if rows:
+        if self._unsaved:
+            await self._save_states(list(self._unsaved))
+        if not rows:
+            return
+        try:
             await beacon_store.set_last_seen(self._db, rows)
+        except StorageFullError:  # the database said so once; these wait for room
+            for address, *_ in rows:
+                self._written.pop(address, None)
 
     async def _link_manager(self) -> None:
         """Starts a connect for every beacon that wants a link and is out of backoff."""

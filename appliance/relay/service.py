@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Final
 
 from appliance.clock import Clock
+from appliance.errors import StorageFullError
 from appliance.relay.frames import Frame
 from appliance.settings import Settings
 from appliance.store import readings, timelapse
@@ -147,7 +148,9 @@ class RelayService:
             return
         try:
             await readings.add_image(self._db, event.at, event.frame.mime, event.frame.data)
-        except Exception:  # a full SD card, say: the relay goes on, /status counts it
+        except StorageFullError:  # the database logs that once; /status counts each
+            self.stats.store_errors += 1
+        except Exception:  # the relay goes on, /status counts it
             self.stats.store_errors += 1
             _LOGGER.exception("Storing a frame failed")
         else:
@@ -155,16 +158,17 @@ class RelayService:
 
     async def temphum(self, temperature: float, humidity: float) -> Reading:
         event = Reading(temperature, humidity, self._clock.wall())
-        await readings.add_temphum(self._db, event.at, temperature, humidity)
+        # Live first: on a full card the reading still reaches browsers (then StorageFullError).
         self.latest.temphum = event
         self._publish(event)
+        await readings.add_temphum(self._db, event.at, temperature, humidity)
         return event
 
     async def status(self, text: str) -> StatusEvent:
         event = StatusEvent(text, self._clock.wall())
-        await readings.add_status(self._db, event.at, text)
         self.latest.status = event
         self._publish(event)
+        await readings.add_status(self._db, event.at, text)
         return event
 
     async def readings_on(self, day: date) -> list[Reading]:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from appliance import schema
 from appliance.auth.accounts import check_token, token_alive, user_for_session
 from appliance.auth.tokens import token_hash
+from appliance.errors import StorageFullError
 from appliance.presence.model import BeaconView
 from appliance.relay.frames import RelayInputError, frame_from_event
 from appliance.relay.service import FrameEvent, Reading, RelayEvent, RelayService, StatusEvent
@@ -328,6 +329,8 @@ class RelayChannels:
         except (RelayInputError, _Refused) as exc:
             self.service.rejected(str(exc), name)
             return _ack(error=exc.code, message=str(exc))
+        except StorageFullError as exc:  # relayed live, not stored
+            return _ack(error="storage_full", message=str(exc))
         return _ack()
 
     async def _image(self, sid: str, data: Any = None) -> dict[str, Any]:

@@ -90,6 +90,7 @@ from appliance.schema.status import (
     SetupError,
     SetupStatus,
     Status,
+    StorageStatus,
     TunnelStatus,
 )
 from appliance.schema.time import (
@@ -141,6 +142,7 @@ __all__ = [
     "StatusOut",
     "StatusPublished",
     "StatusText",
+    "StorageStatus",
     "TempHumIn",
     "TempHumOut",
     "TempHumPublished",

@@ -34,12 +34,22 @@ class SetupStatus(BaseModel):
     errors: list[SetupError]
 
 
+class StorageStatus(BaseModel):
+    """The data partition: when it is full, readings and last-seen wait; logins still work."""
+
+    full: bool
+    freeBytes: int
+    refusedWrites: int
+    message: str
+
+
 class Status(BaseModel):
     bluetooth: BluetoothStatus
     pairing: PairingStatus
     relay: RelayStatus
     tunnel: TunnelStatus
     setup: SetupStatus
+    storage: StorageStatus
     # The printer link (appliance/printer/service.py status()): configured, and when it is,
     # each of MQTT and camera with its state and last error in words.
     printer: dict[str, Any]

@@ -76,8 +76,9 @@ async def set_state(
 async def set_last_seen(
     db: Database, rows: list[tuple[str, datetime, datetime, int | None]]
 ) -> None:
-    """Batched last-seen/window/RSSI update, rows of (address, last_seen, window_from, rssi)."""
-    async with db.transaction() as tx:
+    """Batched last-seen/window/RSSI update, rows of (address, last_seen, window_from, rssi);
+    refused on a full card (the service keeps them and writes them when there is room)."""
+    async with db.transaction(can_wait=True) as tx:
         await tx.executemany(
             "UPDATE presence SET last_seen = ?, window_from = ?, rssi = ? WHERE address = ?",
             [

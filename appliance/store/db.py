@@ -15,8 +15,9 @@ from typing import Final
 
 import aiosqlite
 
-from appliance.errors import StoreError
+from appliance.errors import StorageFullError, StoreError
 from appliance.store.migrations import LATEST, MIGRATIONS
+from appliance.store.space import Reserve
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -24,6 +25,15 @@ _LOGGER = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS: Final = 5000
 DB_FILE_MODE: Final = 0o600
 DB_EXTRA_SUFFIXES: Final = ("-wal", "-shm")
+FULL_MESSAGE: Final = (
+    "the SD card is full: {what}. Everything already stored is intact; free space (delete old "
+    "timelapse videos on the Timelapses page, or files you put on the card) and the appliance "
+    "goes on by itself"
+)
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
 
 
 def to_db_time(moment: datetime) -> str:
@@ -146,23 +156,73 @@ class Database:
     """
 
     def __init__(self, conn: aiosqlite.Connection, path: Path,
-                 watcher: sqlite3.Connection | None = None) -> None:
+                 watcher: sqlite3.Connection | None = None, reserve: Reserve | None = None) -> None:
         self.path = path
         self._conn = conn
         self._lock = asyncio.Lock()
         self._executor = _Executor(conn)
         self._watcher = watcher
         self._unknown = 0
+        self._reserve = reserve
+        self._full = False
+        self.refused = 0  # writes refused or failed for want of space, for /status
 
     @classmethod
-    async def open(cls, path: Path, *, migrate: bool = True) -> Database:
+    async def open(cls, path: Path, *, migrate: bool = True, reserve_bytes: int = 0) -> Database:
+        """``reserve_bytes``: room kept for logins and deletes on a full card (see space.py)."""
         conn = await connect(path, migrate=migrate)
         try:
             watcher = await asyncio.to_thread(_open_watcher, path)
         except BaseException:
             await conn.close()
             raise
-        return cls(conn, path, watcher)
+        db = cls(conn, path, watcher, Reserve(path.parent, reserve_bytes) if reserve_bytes else None)
+        db.full()
+        return db
+
+    def full(self) -> bool:
+        """Whether the card is full; gives the reserve back when it fills, takes it again when
+        there is room. One statvfs: cheap enough before every write and every /status."""
+        reserve = self._reserve
+        if reserve is None:
+            return self._full  # no reserve: full from SQLite's own error until a write works
+        try:
+            free = reserve.free()
+        except OSError:
+            return self._full
+        if reserve.held and free < reserve.size:
+            reserve.release()
+            self._set_full(True, free)
+        elif not reserve.held:
+            self._set_full(not reserve.restore(), free)
+        else:
+            self._set_full(False, free)
+        return self._full
+
+    def _set_full(self, full: bool, free: int) -> None:
+        if full != self._full:
+            if full:
+                _LOGGER.error("The SD card is full (%d KiB free): readings, frames and last-seen "
+                              "are not stored until there is room%s", free // 1024,
+                              "; the reserve keeps logins and deletes working"
+                              if self._reserve is not None else "")
+            else:
+                _LOGGER.warning("The SD card has room again (%d KiB free)", free // 1024)
+        self._full = full
+
+    def _before_write(self, can_wait: bool) -> None:
+        if self.full() and can_wait:
+            self.refused += 1
+            raise StorageFullError(FULL_MESSAGE.format(what="new readings are not stored"))
+
+    def _out_of_space(self, exc: sqlite3.Error) -> StorageFullError:
+        """SQLite ran out of room before the look did: give the reserve back for the next try."""
+        self.refused += 1
+        if self._reserve is not None:
+            self._reserve.release()
+        self._set_full(True, 0)
+        _LOGGER.error("A write failed for want of space: %s", exc)
+        return StorageFullError(FULL_MESSAGE.format(what="this change was not saved; try again"))
 
     async def close(self) -> None:
         async with self._lock:
@@ -187,9 +247,21 @@ class Database:
         self._unknown -= 1  # negative: data_version itself is never negative
         return self._unknown
 
-    async def execute(self, sql: str, params: Iterable[object] = ()) -> Result:
+    async def execute(self, sql: str, params: Iterable[object] = (), *,
+                      can_wait: bool = False) -> Result:
+        """One statement in its own transaction. ``can_wait``: a write that is refused while
+        the card is full (readings, frames), so the reserve stays for logins and deletes."""
         async with self._lock:
-            return await self._executor.execute(sql, params)
+            self._before_write(can_wait)
+            try:
+                result = await self._executor.execute(sql, params)
+            except sqlite3.OperationalError as exc:
+                if _is_full(exc):
+                    raise self._out_of_space(exc) from exc
+                raise
+            if self._reserve is None:
+                self._full = False  # it worked: there is room again
+            return result
 
     async def fetch_all(self, sql: str, params: Iterable[object] = ()) -> list[aiosqlite.Row]:
         async with self._lock, self._conn.execute(sql, tuple(params)) as cur:
@@ -200,15 +272,21 @@ class Database:
             return await cur.fetchone()
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_Executor]:
+    async def transaction(self, *, can_wait: bool = False) -> AsyncIterator[_Executor]:
         async with self._lock:
+            self._before_write(can_wait)
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._executor
-            except BaseException:
-                await self._conn.rollback()
+                await self._conn.commit()
+                if self._reserve is None:
+                    self._full = False
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    await self._conn.rollback()
+                if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
+                    raise self._out_of_space(exc) from exc
                 raise
-            await self._conn.commit()
 
     async def schema_version(self) -> int:
         async with self._lock:

@@ -34,7 +34,7 @@ class Image:
 async def add_temphum(db: Database, when: datetime, temperature: float, humidity: float) -> None:
     await db.execute(
         "INSERT INTO temphum (timestamp, temperature, humidity) VALUES (?, ?, ?)",
-        (to_db_time(when), temperature, humidity),
+        (to_db_time(when), temperature, humidity), can_wait=True,
     )
 
 
@@ -57,7 +57,8 @@ async def latest_temphum(db: Database) -> TempHum | None:
 
 
 async def add_status(db: Database, when: datetime, status: str) -> None:
-    await db.execute("INSERT INTO status (timestamp, status) VALUES (?, ?)", (to_db_time(when), status))
+    await db.execute("INSERT INTO status (timestamp, status) VALUES (?, ?)",
+                     (to_db_time(when), status), can_wait=True)
 
 
 async def latest_status(db: Database) -> Status | None:
@@ -67,7 +68,8 @@ async def latest_status(db: Database) -> Status | None:
 
 async def add_image(db: Database, when: datetime, mime: str, data: bytes) -> int:
     result = await db.execute(
-        "INSERT INTO images (timestamp, mime, image) VALUES (?, ?, ?)", (to_db_time(when), mime, data)
+        "INSERT INTO images (timestamp, mime, image) VALUES (?, ?, ?)", (to_db_time(when), mime, data),
+        can_wait=True,
     )
     return int(result.lastrowid or 0)
 

@@ -12,7 +12,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, MethodNotAllowed
 
 from appliance.auth.accounts import AccountError
 from appliance.auth.policy import PolicyError
-from appliance.errors import RequestError
+from appliance.errors import RequestError, StorageFullError
 from appliance.presence.service import PairingError
 from appliance.schema import ErrorBody, describe, not_an_object
 
@@ -79,6 +79,11 @@ def register(app: Quart) -> None:
     @app.errorhandler(RequestError)
     async def request_error(exc: RequestError) -> Response:
         return json_error(exc.status, exc.code, str(exc))
+
+    @app.errorhandler(StorageFullError)
+    async def storage_full(exc: StorageFullError) -> Response:
+        # 503: the server cannot store it now and will again; Retry-After as the reserve returns.
+        return json_error(503, "storage_full", str(exc), **{"Retry-After": "60"})
 
     @app.errorhandler(AccountError)
     @app.errorhandler(PolicyError)

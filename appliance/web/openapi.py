@@ -87,7 +87,7 @@ class Provider(OpenAPIProvider):
             security = [{"session": []}, {"token": []}] if getattr(view, TOKEN_ATTR, False) \
                 else [{"session": []}]
         for operations in paths.values():
-            for operation in operations.values():
+            for method, operation in operations.items():
                 if mime_types:
                     operation["requestBody"] = {"content": {
                         mime: {"schema": {"type": "string", "format": "binary"}}
@@ -98,7 +98,8 @@ class Provider(OpenAPIProvider):
                 responses = operation.setdefault("responses", {})
                 errors = ([] if open_to_all else [401]) + (
                     [400, 422] if "requestBody" in operation else []) + (
-                    [404] if rule.arguments else [])
+                    [404] if rule.arguments else []) + (
+                    [503] if method != "get" else [])  # a write on a full SD card: storage_full
                 for status in errors:  # quart-schema keys responses by int
                     if status not in responses and str(status) not in responses:
                         responses[status] = ERROR_REF

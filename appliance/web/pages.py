@@ -22,7 +22,7 @@ async def index() -> str:
     health = ctx.presence.health
     bluetooth_error = None if health.scanning else health.last_error
     return await render_template("index.html", user=current_account(), version=__version__,
-                                 notices=system_status.notices(ctx.settings, bluetooth_error))
+                                 notices=system_status.notices(ctx.settings, bluetooth_error, ctx.db))
 
 
 @blueprint.get("/settings")

@@ -69,6 +69,7 @@ async def status() -> Status:
         ),
         tunnel=schema.TunnelStatus.model_validate(system_status.tunnel(ctx.settings)),
         setup=schema.SetupStatus.model_validate(system_status.setup(ctx.settings)),
+        storage=schema.StorageStatus.model_validate(system_status.storage(ctx.settings, ctx.db)),
         printer=ctx.printer.status(),
         timelapse=TimelapseStatus.model_validate(ctx.timelapses.status()),
     )

@@ -28,6 +28,32 @@ READY_S: Final = 300.0
 TEST_SETTINGS: Final = {"away_after_s": 5, "reconnect_window_s": 20, "forget_after_s": 30}
 SETTINGS_FILE: Final = "/etc/appliance/appliance.toml"
 MARK: Final = "# --- HIL suite settings (removed after the run) ---"
+DIAGNOSTICS: Final = ROOT / "build" / "hil" / "diagnostics"
+# What a failed scenario leaves behind: the guest's journal is in memory only, so it is read now.
+GUEST_DIAGNOSTICS: Final = (
+    "supervisorctl status",
+    "journalctl -b --no-pager -n 120 -o short-monotonic",
+    "timeout 10 bluetoothctl devices",
+)
+_RIGS: list[Rig] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed scenario's report carries the guest's state (CI prints it), and a file keeps it."""
+    report = yield
+    if call.when == "call" and report.failed and _RIGS:
+        parts = []
+        for command in GUEST_DIAGNOSTICS:
+            try:
+                parts.append(f"$ {command}\n{_RIGS[0].sh(command, sudo=True, check=False)}")
+            except Exception as exc:  # noqa: BLE001 - a dead guest is itself the diagnosis
+                parts.append(f"$ {command}\n(could not run: {exc!r})")
+        text = "\n".join(parts)
+        DIAGNOSTICS.mkdir(parents=True, exist_ok=True)
+        (DIAGNOSTICS / f"{item.name}.txt").write_text(text)
+        report.sections.append(("guest diagnostics", text))
+    return report
 
 
 def wait_ready(rig: Rig, within: float = READY_S) -> dict[str, str]:
@@ -58,6 +84,7 @@ def rig(request: pytest.FixtureRequest, record_testsuite_property: Any) -> Itera
               admin_password=option("admin_password"),
               beacons=[BeaconSerial(port) for port in ports], strategy=strategy)
     rig.measurements["boot_to_ready_s"] = boot_to_ready_s
+    _RIGS.append(rig)
 
     release = dict(line.split("=", 1) for line in rig.sh("cat /etc/appliance-release").splitlines()
                    if "=" in line)
