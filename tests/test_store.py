@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 import sqlite3
 import stat
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -86,6 +89,70 @@ async def test_failed_migration_rolls_back_and_leaves_version(tmp_path: Path, mo
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
         assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'x'").fetchall() == []
+
+
+# Run in a child process: the real migration code, killed (SIGKILL, as the OOM killer or a
+# watchdog would) after ``steps`` SQLite VM steps, wherever that lands.
+_KILLED_MIGRATION = """
+import asyncio, os, signal, sqlite3, sys
+from pathlib import Path
+real, left = sqlite3.connect, [int(sys.argv[2])]
+def step():
+    left[0] -= 1
+    if left[0] == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+def connect(*args, **kwargs):
+    conn = real(*args, **kwargs)
+    conn.set_progress_handler(step, 1)  # every VM step, across statements
+    return conn
+sqlite3.connect = connect
+from appliance.store.db import connect as open_db
+asyncio.run(open_db(Path(sys.argv[1])))
+print(int(sys.argv[2]) - left[0])  # not killed: how many steps the whole start took
+"""
+
+
+async def test_the_app_killed_during_a_migration_leaves_a_whole_version_and_migrates_next_time(
+    tmp_path: Path,
+) -> None:
+    fresh = tmp_path / "fresh.db"
+    await (await connect(fresh)).close()
+
+    async def at_version_1(name: str) -> Path:
+        path = tmp_path / name
+        conn = await connect(path, migrate=False)
+        await migrate_to(conn, 1)
+        await conn.execute("INSERT INTO users (username, password_hash, created_at) "
+                           "VALUES ('old', 'h', '2025-01-01T00:00:00.000Z')")
+        await conn.close()
+        return path
+
+    async def start(path: Path, steps: int) -> tuple[int | None, bytes]:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _KILLED_MIGRATION, str(path), str(steps),
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await child.communicate()
+        return child.returncode, out
+
+    _, out = await start(await at_version_1("measured.db"), 10**9)
+    total = int(out)  # the steps of one whole start, migrations included, on this SQLite
+    versions_seen = set()
+    for percent in (5, 20, 35, 50, 65, 80, 95):
+        path = await at_version_1(f"killed-{percent}.db")
+        code, _ = await start(path, total * percent // 100)
+        assert code == -signal.SIGKILL, f"not killed at {percent} % of {total} steps"
+        with sqlite3.connect(path) as raw:
+            version = raw.execute("PRAGMA user_version").fetchone()[0]
+            assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
+            # Each version whole or not at all: its tables exist exactly from its number on.
+            assert ("sessions" in tables) == (version >= 3), (percent, version, tables)
+            assert ("recordings" in tables) == (version >= 4), (percent, version, tables)
+            assert raw.execute("SELECT username FROM users").fetchall() == [("old",)]
+        versions_seen.add(version)
+        await (await connect(path)).close()  # the next start finishes the job
+        assert _schema(path) == _schema(fresh)
+    assert len(versions_seen) >= 3, f"the kills landed at too few places: {versions_seen}"
 
 
 def test_db_time_round_trips_and_sorts_as_text() -> None:
