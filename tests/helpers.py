@@ -77,6 +77,10 @@ class FakeClock:
         other._mono = 3.0
         return other
 
+    def set_wall(self, seconds: float) -> None:
+        """The wall clock alone moves (NTP correcting a Pi without an RTC); monotonic does not."""
+        self._wall += timedelta(seconds=seconds)
+
 
 def make_advertisement(
     address: str = ADDR_A, *, rssi: int = -60, beacon_id: int = 1, name: str | None = None

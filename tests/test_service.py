@@ -136,6 +136,27 @@ async def test_a_connect_that_finishes_after_the_window_is_dropped_and_waits_for
     assert await rig.stored_state() == [(ADDR_A, "requiresTap")]
 
 
+async def test_a_wall_clock_an_hour_behind_at_restart_does_not_stretch_the_window(rig: Rig) -> None:
+    # A Pi without an RTC boots with the time it shut down at (fake-hwclock), or earlier: stored
+    # times then lie in the future. Absence counts from the restart, never from an hour ahead.
+    service = await _seen_and_paired(rig)
+    await wait_for(lambda: service.tracker.view(ADDR_A).linked, what="link up")  # type: ignore[union-attr]
+    rig.radio.leave(ADDR_A)
+    rig.clock.advance(31)
+    await wait_for(lambda: service.tracker.view(ADDR_A).state is PresenceState.AWAY, what="away")  # type: ignore[union-attr]
+    await rig.stop()
+    rig.clock = rig.clock.restart()
+    rig.clock.set_wall(-3600)
+    service = await rig.start()
+    assert await rig.state() is PresenceState.AWAY
+    started = rig.clock.monotonic()
+    await wait_for(_after(rig, 30, lambda: service.tracker.view(ADDR_A).state  # type: ignore[union-attr]
+                          is PresenceState.REQUIRES_TAP), what="requiresTap", within=10)
+    assert rig.clock.monotonic() - started <= 30 * 60 + 60
+    rig.clock.set_wall(+3600)  # NTP puts it right while running: memory counts monotonic time
+    assert await rig.state() is PresenceState.REQUIRES_TAP
+
+
 async def test_last_seen_is_written_in_batches_not_per_advertisement(rig: Rig) -> None:
     service = await _seen_and_paired(rig)
     assert rig.db is not None

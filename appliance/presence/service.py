@@ -99,15 +99,21 @@ class PresenceService:
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         now = self._clock.monotonic()
+
+        def stored_at(wall: datetime) -> float:
+            # Never later than now: a Pi without an RTC may boot with its clock behind the
+            # times it stored (NTP corrects it later); a window must not stretch by that much.
+            return min(self._mono(wall), now)
+
         for stored in await beacon_store.paired(self._db):
             changes = self.tracker.restore(
                 address=stored.address, beacon_id=stored.beacon_id, name=stored.name,
                 pairing=Pairing(stored.user_id, stored.user_name),
-                state=PresenceState(stored.state), first_seen=self._mono(stored.first_seen),
-                last_seen=self._mono(stored.last_seen),
-                window_from=self._mono(stored.window_from), rssi=stored.rssi, now=now,
+                state=PresenceState(stored.state), first_seen=stored_at(stored.first_seen),
+                last_seen=stored_at(stored.last_seen),
+                window_from=stored_at(stored.window_from), rssi=stored.rssi, now=now,
             )
-            self._written[stored.address] = _Written(self._mono(stored.last_seen), now)
+            self._written[stored.address] = _Written(stored_at(stored.last_seen), now)
             await self._persist(changes)
         try:
             await self._radio.start()
