@@ -469,10 +469,10 @@ async def printer_goals(args: argparse.Namespace, work: Path, token: str,
 
     goals = [
         Goal(f"CPU per relayed camera frame, {n} browsers, {fps:g} fps of {size}",
-             f"{cam['cpu_us_per_frame']:.0f} us, {cam['marginal_us_per_frame']:.0f} over idle "
-             f"({cam['app_cpu_pct']:.1f}% of a core)",
+             f"{cam['cpu_us_per_frame']:.0f} us, {cam['marginal_us_per_frame']:.0f} over idle; "
+             f"the app at {cam['app_cpu_pct']:.1f}% of a core",
              f"publisher path {pub['cpu_us_per_frame']:.0f} us, {pub['marginal_us_per_frame']:.0f} "
-             f"over idle ({pub['idle_cpu_pct']:.1f}%)", none, None),
+             f"over idle; idle {pub['idle_cpu_pct']:.1f}%", none, None),
         Goal(f"RSS, printer linked, {n} browsers", f"{cam['rss_mb']:.0f} MB (peak {cam['peak_rss_mb']:.0f})",
              f"no printer, a publisher: {pub['rss_mb']:.0f} MB (peak {pub['peak_rss_mb']:.0f})",
              f"{none}; issue 14's idle <= {RSS_GOAL_MB:g} MB", None),
