@@ -116,9 +116,9 @@ hil-test: setup firmware-sim $(if $(filter virtual,$(RIG)),twin) ## hardware-in-
 	$(BIN)/python -m pytest tests/hil -p no:cacheprovider -v --lg-env tests/hil/rigs/$(RIG).yaml \
 	  --junitxml=$(HIL_REPORT) -o junit_suite_name=hil-$(RIG) -o junit_family=xunit2 $(HIL_ARGS)
 
-# BENCH_ARGS: e.g. --only rest,relay --browsers 10 --seconds 8 (tests/bench/goals.py --help).
+# BENCH_ARGS: e.g. --only rest,relay,printer --browsers 10 --seconds 8 (tests/bench/goals.py --help).
 BENCH_ARGS ?=
-bench: setup ## issue 14's goals beside their anchors (REST, relay, nginx, writes, start-up, RSS), timelapse render time/CPU; build/bench/
+bench: setup ## issue 14's goals beside their anchors (REST, relay, nginx, writes, start-up, RSS), issue 11's printer link, timelapse render time/CPU; build/bench/
 	$(BIN)/python tests/bench/goals.py --out build/bench $(BENCH_ARGS)
 	$(BIN)/python tests/bench/timelapse_bench.py --out build/bench
 

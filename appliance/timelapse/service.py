@@ -6,10 +6,11 @@
   publishers). Only the newest is held, by reference; a frame is written only when one is due
   (a layer change, an interval), never per incoming frame.
 - Frames go to files (``timelapse.files``), the index to the recordings table. One recording is
-  active at a time; ended ones are rendered one after another by ffmpeg (``timelapse.render``).
-- Space: all recordings stay under ``timelapse_max_bytes`` and the partition keeps
-  ``timelapse_min_free_bytes`` free; the oldest finished recordings go first, and when nothing
-  is left to delete, recording pauses (``status()`` says why) instead of filling the card.
+  active at a time; ended ones are rendered one after another by ffmpeg (``timelapse.renders``).
+- Space (``timelapse.space``): all recordings stay under ``timelapse_max_bytes`` and the
+  partition keeps ``timelapse_min_free_bytes`` free; the oldest finished recordings go first, and
+  when nothing is left to delete, recording pauses (``status()`` says why) instead of filling the
+  card.
 - Start-up: half-written files and directories no row owns are removed; a recording cut by a
   restart resumes if its print still runs (or it was started by hand), else it is rendered; a
   render cut by a restart runs again.
@@ -18,7 +19,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +35,8 @@ from appliance.store.db import Database
 from appliance.store.recordings import Recording, RecordingState
 from appliance.timelapse import files as tfiles
 from appliance.timelapse.files import RecordingFiles
-from appliance.timelapse.render import RenderError, render
+from appliance.timelapse.renders import RenderQueue
+from appliance.timelapse.space import SpaceBudget
 from appliance.timelapse.watch import PRINTING, PrintWatcher
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,8 +45,6 @@ LAYER: Final = "layer"
 INTERVAL: Final = "interval"
 PRINTER: Final = "printer"
 MANUAL: Final = "manual"
-# Render progress reaches browsers in steps of this much (a render takes seconds to minutes).
-PROGRESS_STEP: Final = 0.05
 # A recording cut by a restart waits this long for the printer to say whether its print still
 # runs; a printer that has not answered by then lost power with the Pi, and the print with it.
 RESUME_WAIT_S: Final = 120.0
@@ -108,13 +107,12 @@ class TimelapseService:
         self._printer_changes: asyncio.Queue[tuple[str | None, int | None, str | None]] = \
             asyncio.Queue()
         self._writes: asyncio.Queue[tuple[_Active, FrameEvent]] = asyncio.Queue(WRITE_QUEUE)
-        self._render_queue: asyncio.Queue[int] = asyncio.Queue()
-        self._unrendered: set[int] = set()  # queued or rendering: never deleted for space
-        self._rendering: int | None = None
-        self._progress = 0.0
-        self._sizes: dict[int, int] = {}  # finished recordings' bytes on disk
-        self._order: list[int] = []  # finished recordings, oldest first
-        self.deleted_for_space = 0
+        self._renders = RenderQueue(
+            settings, db, self._lock, on_done=self._rendered,
+            on_progress=lambda r, p: self._publish(TimelapseView(r, progress=p)))
+        self._space = SpaceBudget(
+            settings, active_bytes=lambda: self._active.size if self._active else 0,
+            deletable=lambda i: not self._renders.pending(i), delete=self._delete)
         self.frames_dropped = 0  # frames due that the disk queue had no room for
         self.write_errors = 0
 
@@ -132,7 +130,7 @@ class TimelapseService:
                              self._printer.subscribe(self._on_printer_payload)]
         self._tasks = [asyncio.create_task(self._printer_worker(), name="timelapse-printer"),
                        asyncio.create_task(self._writer(), name="timelapse-writer"),
-                       asyncio.create_task(self._renderer(), name="timelapse-render"),
+                       asyncio.create_task(self._renders.run(), name="timelapse-render"),
                        asyncio.create_task(self._ticker(), name="timelapse-interval")]
         if self._active is not None and self._active.resume_check:
             self._tasks.append(asyncio.create_task(self._resume_deadline()))
@@ -164,8 +162,8 @@ class TimelapseService:
         active = self._active
         if active is not None and active.recording.id == recording.id:
             return TimelapseView(active.recording, paused=active.paused)
-        if recording.id == self._rendering:
-            return TimelapseView(recording, progress=self._progress)
+        if recording.id == self._renders.rendering:
+            return TimelapseView(recording, progress=self._renders.progress)
         return TimelapseView(recording)
 
     async def all(self) -> list[TimelapseView]:
@@ -199,13 +197,14 @@ class TimelapseService:
             "recording": active.recording.id if active else None,
             "frames": active.recording.frames if active else None,
             "paused": active.paused if active else None,
-            "rendering": self._rendering,
-            "renderProgress": self._progress if self._rendering is not None else None,
-            "queued": self._render_queue.qsize(),
-            "usedBytes": self._used(), "maxBytes": self._settings.timelapse_max_bytes,
+            "rendering": self._renders.rendering,
+            "renderProgress": self._renders.progress if self._renders.rendering is not None
+            else None,
+            "queued": self._renders.queued(),
+            "usedBytes": self._space.used(), "maxBytes": self._settings.timelapse_max_bytes,
             "freeBytes": free, "minFreeBytes": self._settings.timelapse_min_free_bytes,
             "lowSpace": free < self._settings.timelapse_min_free_bytes,
-            "deletedForSpace": self.deleted_for_space, "framesDropped": self.frames_dropped,
+            "deletedForSpace": self._space.deleted, "framesDropped": self.frames_dropped,
             "writeErrors": self.write_errors,
         }
 
@@ -269,9 +268,8 @@ class TimelapseService:
         recording = active.recording.but(ended_at=self._clock.wall(),
                                          state=RecordingState.RENDERING)
         await recordings.save(self._db, recording)
-        self._sizes[recording.id] = active.size
-        self._order.append(recording.id)
-        self._queue_render(recording.id)
+        self._space.track(recording.id, active.size)
+        self._renders.add(recording.id)
         _LOGGER.info("Timelapse %s ended with %s frames; rendering", recording.id, recording.frames)
         self._publish(self.view(recording))
         return recording
@@ -279,9 +277,7 @@ class TimelapseService:
     async def _delete(self, recording_id: int) -> None:
         await asyncio.to_thread(RecordingFiles(self._data_dir, recording_id).delete)
         await recordings.delete(self._db, recording_id)
-        self._sizes.pop(recording_id, None)
-        with contextlib.suppress(ValueError):
-            self._order.remove(recording_id)
+        self._space.forget(recording_id)
         self._publish(recording_id)
 
     # -- frames --------------------------------------------------------------------------------
@@ -364,36 +360,13 @@ class TimelapseService:
                 _LOGGER.info("Timelapse %s takes frames again", active.recording.id)
             self._publish(self.view(active.recording))
 
-    # -- space ---------------------------------------------------------------------------------
-    def _used(self) -> int:
-        return sum(self._sizes.values()) + (self._active.size if self._active else 0)
-
     async def _room_for(self, size: int, active: _Active | None) -> bool:
-        """Delete the oldest finished recordings until ``size`` more bytes fit both limits;
-        whether they do. Pauses or unpauses ``active`` (the recording that wants the room)."""
-        keep = active.recording.id if active else None
-        limits = self._settings
-        while True:
-            free = await asyncio.to_thread(tfiles.free_bytes, self._data_dir)
-            over_budget = self._used() + size > limits.timelapse_max_bytes
-            low = free - size < limits.timelapse_min_free_bytes
-            if not (over_budget or low):
-                break
-            victims = [i for i in self._order if i != keep and i not in self._unrendered]
-            if not victims:
-                if active is not None:
-                    self._pause(active, (
-                        f"less than timelapse_min_free_bytes ({limits.timelapse_min_free_bytes}"
-                        f" bytes) free on the data partition ({free} bytes)") if low else (
-                        f"the timelapses use timelapse_max_bytes ({limits.timelapse_max_bytes}"
-                        " bytes); delete some or raise it"))
-                return False
-            _LOGGER.info("Deleting timelapse %s, the oldest, to make room", victims[0])
-            self.deleted_for_space += 1
-            await self._delete(victims[0])
+        """Whether ``size`` more bytes fit (the space budget deletes old recordings for them);
+        pauses or unpauses ``active``, the recording that wants the room."""
+        full = await self._space.room_for(size, keep=active.recording.id if active else None)
         if active is not None:
-            self._pause(active, None)
-        return True
+            self._pause(active, full)
+        return full is None
 
     # -- the printer ---------------------------------------------------------------------------
     def _on_printer_payload(self, _payload: dict[str, Any]) -> None:
@@ -444,59 +417,11 @@ class TimelapseService:
             if active is not None and active.recording.mode == INTERVAL:
                 self._want_frame()
 
-    # -- rendering -----------------------------------------------------------------------------
-    async def _renderer(self) -> None:
-        while True:
-            recording_id = await self._render_queue.get()
-            try:
-                await self._render(recording_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _LOGGER.exception("Rendering timelapse %s failed", recording_id)
-            finally:
-                self._rendering = None
-                self._unrendered.discard(recording_id)
-
-    def _queue_render(self, recording_id: int) -> None:
-        self._unrendered.add(recording_id)
-        self._render_queue.put_nowait(recording_id)
-
-    def _on_progress(self, recording: Recording, progress: float) -> None:
-        step = int(progress / PROGRESS_STEP)
-        if step != int(self._progress / PROGRESS_STEP):
-            self._progress = progress
-            self._publish(TimelapseView(recording, progress=progress))
-        self._progress = progress
-
-    async def _render(self, recording_id: int) -> None:
-        recording = await recordings.get(self._db, recording_id)
-        if recording is None:  # deleted while queued
-            return
-        files = RecordingFiles(self._data_dir, recording_id)
-        self._rendering, self._progress = recording_id, 0.0
-        self._publish(self.view(recording))
-        try:
-            result = await render(files, fps=self._settings.timelapse_fps,
-                                  on_progress=lambda p: self._on_progress(recording, p))
-        except RenderError as exc:
-            _LOGGER.warning("Timelapse %s could not be rendered: %s", recording_id, exc)
-            done = recording.but(state=RecordingState.FAILED, error=str(exc))
-        else:
-            if not self._settings.timelapse_keep_frames:
-                await asyncio.to_thread(files.delete_frames)
-            done = recording.but(state=RecordingState.READY, duration_s=result.duration_s,
-                                 error=None)
-            _LOGGER.info("Timelapse %s is ready: %s frames, %.1f s", recording_id,
-                         recording.frames, result.duration_s)
-        done = done.but(size_bytes=await asyncio.to_thread(files.size))
-        async with self._lock:
-            await recordings.save(self._db, done)
-            self._rendering = None
-            if recording_id in self._sizes:
-                self._sizes[recording_id] = done.size_bytes
-            self._publish(self.view(done))
-            await self._room_for(0, self._active)
+    async def _rendered(self, done: Recording) -> None:
+        """A render saved, under the lock: its new size counts, and a paused recording may go on."""
+        self._space.resize(done.id, done.size_bytes)
+        self._publish(self.view(done))
+        await self._room_for(0, self._active)
 
     # -- start-up ------------------------------------------------------------------------------
     async def _recover(self) -> None:
@@ -506,8 +431,8 @@ class TimelapseService:
         for path in removed:
             _LOGGER.info("Removed %s: no recording owns it", path)
         resumable = True
-        for recording in reversed(rows):
-            self._order.append(recording.id)
+        sizes: dict[int, int] = {}  # finished recordings' bytes
+        unrendered: list[int] = []
         for recording in rows:
             files = RecordingFiles(self._data_dir, recording.id)
             parts = await asyncio.to_thread(files.sweep_parts)
@@ -519,7 +444,6 @@ class TimelapseService:
                 recording = recording.but(frames=len(frames), size_bytes=size)
                 if resumable and (recording.trigger == MANUAL or self._printer.configured):
                     resumable = False  # only the newest: one recording at a time
-                    self._order.remove(recording.id)
                     last = int(frames[-1].stem) if frames else 0
                     self._active = _Active(
                         recording, files, next_number=last + 1, size=size,
@@ -535,13 +459,15 @@ class TimelapseService:
                                           ended_at=recording.ended_at or self._clock.wall())
                 await recordings.save(self._db, recording)
             if recording.state is RecordingState.RENDERING:
-                self._unrendered.add(recording.id)
+                unrendered.append(recording.id)
             elif recording.state is RecordingState.READY and not files.video.is_file():
                 recording = recording.but(state=RecordingState.FAILED,
                                           error="the video file is missing")
                 await recordings.save(self._db, recording)
             if size != recording.size_bytes:
                 await recordings.save(self._db, recording.but(size_bytes=size))
-            self._sizes[recording.id] = size
-        for recording_id in sorted(self._unrendered):  # oldest first, as they would have run
-            self._render_queue.put_nowait(recording_id)
+            sizes[recording.id] = size
+        for recording in reversed(rows):  # oldest first
+            if recording.id in sizes:
+                self._space.track(recording.id, sizes[recording.id])
+        self._renders.add_all(unrendered)

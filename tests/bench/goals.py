@@ -1,4 +1,4 @@
-"""The performance goals of issue 14, each measured next to an anchor built and run in the same run.
+"""The performance goals of issues 14 and 11, each measured next to an anchor run in the same run.
 
 ``make bench`` runs this. Every figure is printed beside its anchor and its goal, with held / NOT
 held, and saved as build/bench/goals-<UTC time>.{txt,json}:
@@ -10,7 +10,10 @@ held, and saved as build/bench/goals-<UTC time>.{txt,json}:
   its own pinned venv) behind the same nginx, and a raw ``websockets`` relay (tests/bench/raw_relay.py);
 * the app's CPU per delivered frame (from /proc/<pid>/stat), nginx's beside it;
 * bytes the app writes per hour at the default settings (/proc/<pid>/io write_bytes);
-* start-up time to /health 200, import time (``-X importtime``), RSS idle with 50 paired beacons.
+* start-up time to /health 200, import time (``-X importtime``), RSS idle with 50 paired beacons;
+* issue 11's printer link fed by the stand-in printer (tests/bench/printer_bench.py): CPU per
+  relayed camera frame, RSS with the printer linked and 10 browsers, stand-in -> browser latency,
+  beside the same frames sent by a publisher.
 
 Servers and nginx are pinned to the first CPU, the load generators to the others (relay_bench.py's
 method). The machine may be shared: absolute figures move with other load, the ratios to anchors run
@@ -41,6 +44,7 @@ import yaml
 from websockets.asyncio.client import connect as ws_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import printer_bench
 import relay_bench as rb  # the relay measurement this extends
 
 HERE = rb.HERE
@@ -446,6 +450,38 @@ async def startup_goals(args: argparse.Namespace, work: Path, cpus: set[int] | N
                    "import_heaviest_ms": heavy, "rss_mb": rss, "hello_rss_mb": hello_rss}
 
 
+async def printer_goals(args: argparse.Namespace, work: Path, token: str,
+                        cpus: set[int] | None) -> tuple[list[Goal], dict[str, Any]]:
+    """Issue 11 names what to measure and no target: figures, beside the publisher path."""
+    target = Target("ours", work, token, cpus, python=args.python)
+    n, fps = args.printer_browsers, args.camera_fps
+    print(f"  printer link: stand-in camera at {fps:g} fps, {n} browsers ...", end="", flush=True)
+    found = await printer_bench.measure(target, work, browsers_n=n, fps=fps,
+                                        seconds=args.printer_seconds, drain_s=args.drain)
+    cam, pub = found["camera"], found["publisher"]
+    print(f" {cam['cpu_us_per_frame']:.0f} us a frame, p50 {cam['latency_ms']['p50']:.1f} ms",
+          flush=True)
+    none = "(figure: issue 11 sets no target)"
+    size = f"{cam['frame_bytes_mean'] / 1024:.0f} KiB JPEGs"
+
+    def late(r: dict[str, Any]) -> str:
+        return f"p50 {r['latency_ms']['p50']:.1f} / p95 {r['latency_ms']['p95']:.1f} ms"
+
+    goals = [
+        Goal(f"CPU per relayed camera frame, {n} browsers, {fps:g} fps of {size}",
+             f"{cam['cpu_us_per_frame']:.0f} us, {cam['marginal_us_per_frame']:.0f} over idle; "
+             f"the app at {cam['app_cpu_pct']:.1f}% of a core",
+             f"publisher path {pub['cpu_us_per_frame']:.0f} us, {pub['marginal_us_per_frame']:.0f} "
+             f"over idle; idle {pub['idle_cpu_pct']:.1f}%", none, None),
+        Goal(f"RSS, printer linked, {n} browsers", f"{cam['rss_mb']:.0f} MB (peak {cam['peak_rss_mb']:.0f})",
+             f"no printer, a publisher: {pub['rss_mb']:.0f} MB (peak {pub['peak_rss_mb']:.0f})",
+             f"{none}; issue 14's idle <= {RSS_GOAL_MB:g} MB", None),
+        Goal(f"latency stand-in send -> browser, {n} browsers", late(cam),
+             f"publisher send -> browser {late(pub)}", none, None),
+    ]
+    return goals, found
+
+
 # -- report -------------------------------------------------------------------------------------
 NOTE = """\
 The machine may be shared by other work: absolute figures (req/s, fps, us, s) move with its load;
@@ -488,8 +524,8 @@ def production_python() -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench")
-    parser.add_argument("--only", default="rest,relay,writes,startup",
-                        help="which goals: rest,relay,writes,startup (default all)")
+    parser.add_argument("--only", default="rest,relay,writes,printer,startup",
+                        help="which goals: rest,relay,writes,printer,startup (default all)")
     parser.add_argument("--browsers", type=int, default=50, help="browsers per relay point (50)")
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per point (4)")
     parser.add_argument("--drain", type=float, default=3.0, help="relay drain time (3 s)")
@@ -500,6 +536,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, default=3.0,
                         help="idle time before RSS is read (3 s)")
     parser.add_argument("--frame-bytes", type=int, default=rb.FRAME_BYTES)
+    parser.add_argument("--printer-browsers", type=int, default=10,
+                        help="browsers beside the printer link (10, issue 11)")
+    parser.add_argument("--camera-fps", type=float, default=10.0,
+                        help="the stand-in camera's frames/s (10; an A1 sends about 1)")
+    parser.add_argument("--printer-seconds", type=float, default=10.0,
+                        help="seconds of camera frames measured (10)")
     parser.add_argument("--no-pin", action="store_true")
     return parser.parse_args(argv)
 
@@ -529,6 +571,9 @@ async def run(args: argparse.Namespace, work: Path, token: str,
     if "writes" in only:
         goal, details["writes"] = await write_goal(args, work, token, cpus)
         goals.append(goal)
+    if "printer" in only:
+        found, details["printer"] = await printer_goals(args, work, token, cpus)
+        goals += found
     if "startup" in only:  # last: it pairs 50 beacons into the data dir
         found, details["startup"] = await startup_goals(args, work, cpus)
         goals += found
@@ -546,13 +591,15 @@ def main(argv: list[str] | None = None) -> int:
                     REFERENCE_REQUIREMENTS.read_text())
     args.python = production_python()
     started = datetime.now(UTC)
-    print(f"goals of issue 14: {args.seconds:g} s a point, {args.browsers} browsers; servers on CPU "
+    print(f"goals of issues 14 and 11: {args.seconds:g} s a point, {args.browsers} browsers; servers on CPU "
           f"{sorted(server_cpus or [])}, clients on {sorted(client_cpus or [])}; load "
           f"{info['loadavg_at_start'][0]:.1f} on {info['nproc']} CPUs", flush=True)
     with workdir() as work:
         token = rb.prepare_ours(work)
         goals, details = asyncio.run(run(args, work, token, server_cpus))
-    text = report(goals)
+    load = (f"load average {' '.join(f'{x:.2f}' for x in info['loadavg_at_start'])} at the start, "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end, {info['nproc']} CPUs")
+    text = f"{report(goals)}\n\n{load}"
     print(f"\n{text}\n\n{NOTE}")
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")

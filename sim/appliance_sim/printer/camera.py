@@ -2,7 +2,7 @@
 
 Frames are drawn with Pillow (a progress bar and the layer), so a newcomer running
 `make run PRINTER=standin` sees the print move. Tests can make the next frame oversized or
-truncated.
+truncated; the benchmark hands in its own frames (``frame``, called just before each is sent).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class StandinCamera:
         self.access_code = access_code
         self.interval_s = interval_s
         self._scene = scene
+        self.frame: Callable[[], bytes] = self._render  # the next frame's JPEG
         self.port = port
         self.oversize_next = False  # announce a frame of this many bytes, once
         self.oversize_bytes = 0
@@ -75,6 +76,10 @@ class StandinCamera:
                     await self._server.wait_closed()
             self._server = None
 
+    def _render(self) -> bytes:
+        text, progress = self._scene()
+        return render_jpeg(text, progress)
+
     def _expected(self) -> bytes:
         return AUTH_HEAD + b"bblp".ljust(32, b"\0") + self.access_code.encode().ljust(32, b"\0")
 
@@ -91,8 +96,7 @@ class StandinCamera:
                 self.refused += 1
                 return  # as the printer does: the connection is closed
             while True:
-                text, progress = self._scene()
-                jpeg = render_jpeg(text, progress)
+                jpeg = self.frame()
                 if self.oversize_next:
                     self.oversize_next = False
                     writer.write(struct.pack("<IIII", self.oversize_bytes, 0, 0, 0))
