@@ -106,6 +106,7 @@ class InjectableRadio:
         self.connects: list[str] = []
         self.held: dict[str, asyncio.Event] = {}  # connects to these wait until the event is set
         self.activity = 0
+        self.interrupt = False  # set: bluetoothd "restarted"
         self.started = False
 
     async def start(self) -> None:
@@ -114,6 +115,10 @@ class InjectableRadio:
     async def stop(self) -> None:
         self.started = False
         self.queue.put_nowait(None)
+
+    def interrupted(self) -> bool:
+        interrupted, self.interrupt = self.interrupt, False
+        return interrupted
 
     def inject(self, adv: Advertisement) -> None:
         self.activity += 1

@@ -3,8 +3,15 @@ hardware-in-the-loop suite runs it against real BlueZ)."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
+from helpers import wait_for
 
 from appliance.presence import protocol
 from appliance.presence.radio import QUEUE_SIZE, BleakRadio
@@ -44,3 +51,46 @@ def test_bluez_signals_every_advertisement_so_a_returning_beacon_is_heard_at_onc
     assert BleakRadio().scanner_args()["filters"] == {"DuplicateData": True}
     passive = BleakRadio(passive=True).scanner_args()
     assert passive["filters"] == {"DuplicateData": True} and len(passive["or_patterns"]) == 1
+
+
+@pytest.fixture
+async def bus_address(tmp_path: Path) -> AsyncIterator[str]:
+    """A private D-Bus daemon (Debian's dbus-daemon) standing where the system bus would be."""
+    if shutil.which("dbus-daemon") is None:
+        pytest.fail("dbus-daemon is missing: apt install dbus (system-packages/test.txt)",
+                    pytrace=False)
+    address = f"unix:path={tmp_path / 'bus'}"
+    daemon = await asyncio.create_subprocess_exec(
+        "dbus-daemon", "--session", "--nofork", "--nopidfile", f"--address={address}",
+        "--print-address", stdout=asyncio.subprocess.PIPE)
+    assert daemon.stdout is not None
+    async with asyncio.timeout(10):
+        assert (await daemon.stdout.readline()).startswith(b"unix:")
+    yield address
+    daemon.terminate()
+    await daemon.wait()
+
+
+async def test_bluetoothd_starting_and_the_adapter_coming_back_are_noticed_on_d_bus(
+    bus_address: str,
+) -> None:
+    from dbus_fast import Message
+    from dbus_fast.aio import MessageBus
+
+    radio = BleakRadio("hci0", dbus_address=bus_address)
+    await radio.watch_bluez()
+    bluetoothd = await MessageBus(bus_address=bus_address).connect()
+    try:
+        assert radio.interrupted() is False
+        await bluetoothd.request_name("org.bluez")  # bluetoothd (re)starts
+        await wait_for(radio.interrupted, what="the restart noticed")
+        assert radio.interrupted() is False  # once per restart
+        for path in ("/org/bluez/hci1", "/org/bluez/hci0"):  # another adapter, then ours, back
+            await bluetoothd.send(Message.new_signal(
+                "/", "org.freedesktop.DBus.ObjectManager", "InterfacesAdded", "oa{sa{sv}}",
+                [path, {"org.bluez.Adapter1": {}}]))
+        await wait_for(radio.interrupted, what="hci0 back noticed")
+        assert radio.interrupted() is False  # hci1 is not ours
+    finally:
+        bluetoothd.disconnect()
+        await radio.stop()

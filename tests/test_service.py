@@ -238,6 +238,19 @@ async def test_stalled_scanning_is_recovered_with_escalating_steps(rig: Rig) -> 
     assert health.last_recovery is not None and "reset adapter" in health.last_recovery
 
 
+async def test_a_restarted_bluetoothd_restarts_the_scanner_at_the_next_look_not_after_a_stall(
+    rig: Rig,
+) -> None:
+    radio = _RecoveringRadio(working={0})
+    health = (await _start_with(rig, radio)).health
+    radio.inject(make_advertisement())  # the room is busy, nothing has stalled
+    radio.interrupt = True
+    await wait_for(_after(rig, 10, lambda: radio.steps == [0]), what="the scanner restarted",
+                   within=2)
+    assert rig.clock.monotonic() < 10_000 + 30  # one or two watchdog looks, not 90 s of silence
+    assert health.state == "ok" and health.recoveries == 1
+
+
 async def test_a_dead_adapter_is_given_up_on_for_ten_minutes_then_tried_again(rig: Rig) -> None:
     radio = _RecoveringRadio(working=set())
     health = (await _start_with(rig, radio)).health

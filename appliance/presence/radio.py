@@ -22,8 +22,27 @@ if TYPE_CHECKING:
     from bleak.args.bluez import BlueZScannerArgs
     from bleak.backends.device import BLEDevice
     from bleak.backends.scanner import AdvertisementData
+    from dbus_fast import Message
+    from dbus_fast.aio import MessageBus
 
 _LOGGER = logging.getLogger(__name__)
+
+BLUEZ: Final = "org.bluez"
+# bluetoothd's name changing owner, and objects (an adapter) appearing.
+BLUEZ_MATCH_RULES: Final = (
+    f"type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+    f"member='NameOwnerChanged',arg0='{BLUEZ}'",
+    f"type='signal',sender='{BLUEZ}',interface='org.freedesktop.DBus.ObjectManager',"
+    "member='InterfacesAdded'",
+)
+
+
+def _add_match(rule: str) -> Message:
+    from dbus_fast import Message
+
+    return Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                   interface="org.freedesktop.DBus", member="AddMatch", signature="s",
+                   body=[rule])
 
 # One connect (with bleak-retry-connector's own retries inside) may take this long in total:
 # BlueZ's own connect timeout is 20 s and we allow three attempts of that, plus service discovery.
@@ -54,6 +73,12 @@ class Radio(Protocol):
     def activity(self) -> int:
         """How many advertisements of any device (ours or not) it has heard: the watchdog
         tells a quiet room from a stalled scanner by whether this moves."""
+        ...
+
+    def interrupted(self) -> bool:
+        """Whether scanning was cut from outside since the last call (bluetoothd restarted, the
+        adapter removed and plugged back): the watchdog restarts the scanner at once instead of
+        waiting for a stall."""
         ...
 
     async def connect(self, address: str, on_lost: Callable[[str], None]) -> LinkInfo:
@@ -95,7 +120,8 @@ def advertisement_from_bleak(
 class BleakRadio:
     """The radio on a real adapter through BlueZ (bleak + bleak-retry-connector)."""
 
-    def __init__(self, adapter: str = "hci0", *, passive: bool = False) -> None:
+    def __init__(self, adapter: str = "hci0", *, passive: bool = False,
+                 dbus_address: str | None = None) -> None:
         self._adapter = adapter
         self._passive = passive
         self._queue: asyncio.Queue[Advertisement | None] = asyncio.Queue(QUEUE_SIZE)
@@ -103,10 +129,54 @@ class BleakRadio:
         self._devices: dict[str, BLEDevice] = {}
         self._clients: dict[str, object] = {}
         self._activity = 0
+        self._dbus_address = dbus_address  # None: the system bus (a test passes its own)
+        self._bus: MessageBus | None = None
+        self._interrupted = False
 
     @property
     def activity(self) -> int:
         return self._activity
+
+    def interrupted(self) -> bool:
+        interrupted, self._interrupted = self._interrupted, False
+        return interrupted
+
+    async def watch_bluez(self) -> None:
+        """Notice bluetoothd (re)starting and the adapter coming back, from D-Bus signals.
+
+        bleak does not: its scanner then hears nothing, and only the watchdog's 90 s stall
+        brought it back (the 97 s one HIL run measured after `systemctl restart bluetooth`).
+        """
+        if self._bus is not None:
+            return
+        from dbus_fast import BusType
+        from dbus_fast.aio import MessageBus
+
+        bus = MessageBus(bus_address=self._dbus_address) if self._dbus_address \
+            else MessageBus(bus_type=BusType.SYSTEM)
+        try:
+            async with asyncio.timeout(SCANNER_TIMEOUT_S):
+                await bus.connect()
+                for rule in BLUEZ_MATCH_RULES:
+                    await bus.call(_add_match(rule))
+        except (OSError, TimeoutError, ValueError) as exc:
+            bus.disconnect()
+            msg = f"cannot watch bluetoothd on D-Bus: {exc}; is dbus running?"
+            raise RadioError(msg) from exc
+        bus.add_message_handler(self._on_bluez_signal)
+        self._bus = bus
+
+    def _on_bluez_signal(self, message: Message) -> None:
+        body = message.body
+        if message.member == "NameOwnerChanged" and len(body) == 3 and body[0] == BLUEZ:
+            back = bool(body[2])  # a new owner: bluetoothd has started
+        elif message.member == "InterfacesAdded" and len(body) == 2:
+            back = body[0] == f"/org/bluez/{self._adapter}" and "org.bluez.Adapter1" in body[1]
+        else:
+            return
+        if back:
+            _LOGGER.warning("bluetoothd started or %s came back: scanning restarts", self._adapter)
+            self._interrupted = True
 
     def _on_detection(self, device: BLEDevice, data: AdvertisementData) -> None:
         self._activity += 1
@@ -141,6 +211,7 @@ class BleakRadio:
         from bleak import BleakScanner
         from bleak.exc import BleakError
 
+        await self.watch_bluez()
         bluez = self.scanner_args()
         scanner = BleakScanner(
             detection_callback=self._on_detection,
@@ -158,6 +229,9 @@ class BleakRadio:
         for address in list(self._clients):
             await self.disconnect(address)
         await self._stop_scanner()
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            bus.disconnect()
         if self._queue.full():
             self._queue.get_nowait()
         self._queue.put_nowait(None)

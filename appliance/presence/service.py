@@ -382,7 +382,9 @@ class PresenceService:
         # is expected, not a stalled scanner.
         linked = any(view.linked for view in self.tracker.views())
         stalled = policy.stalled(self._radio.activity, now, expect_silence=linked)
-        action = policy.decide(healthy=self.health.state == "ok" and not stalled, now=now)
+        interrupted = self._radio.interrupted()  # bluetoothd restarted: no need to wait a stall
+        healthy = self.health.state == "ok" and not stalled and not interrupted
+        action = policy.decide(healthy=healthy, now=now)
         if action in (Recovery.NOTHING, Recovery.WAIT):
             return
         if action is Recovery.GIVE_UP:

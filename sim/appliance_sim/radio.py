@@ -87,6 +87,9 @@ class VirtualRadio:
     def activity(self) -> int:
         return self._activity
 
+    def interrupted(self) -> bool:
+        return False  # no daemon in between to restart
+
     async def start(self) -> None:
         if self._device is not None:
             return
