@@ -46,8 +46,7 @@ async def test_a_stalled_consumer_never_grows_the_queue() -> None:
 
 
 def test_bluez_signals_every_advertisement_so_a_returning_beacon_is_heard_at_once() -> None:
-    # Without DuplicateData BlueZ stays silent about a device it still caches until its data
-    # changes (HIL scenario 3 saw a 56 s rediscovery).
+    # Without DuplicateData BlueZ stays silent about a beacon whose data and RSSI hold still.
     assert BleakRadio().scanner_args()["filters"] == {"DuplicateData": True}
     passive = BleakRadio(passive=True).scanner_args()
     assert passive["filters"] == {"DuplicateData": True} and len(passive["or_patterns"]) == 1

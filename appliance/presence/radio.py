@@ -193,11 +193,11 @@ class BleakRadio:
     def scanner_args(self) -> BlueZScannerArgs:
         from bleak.args.bluez import BlueZScannerArgs, OrPattern
 
-        # DuplicateData: BlueZ signals every advertisement, not only data or RSSI that changed.
-        # Without it, a beacon that goes quiet and comes back before BlueZ drops it from its
-        # cache stays unheard until its data next changes (the firmware refreshes every 60 s;
-        # the HIL suite measured a 56 s rediscovery). The tracker needs the sightings anyway:
-        # last-seen and RSSI; none of them is written to the card (see PresenceService.flush).
+        # DuplicateData: BlueZ signals every advertisement. Without it, it signals only data
+        # that changed (the firmware refreshes its data every 60 s) or an RSSI that moved by
+        # 8 dB or more, so a beacon standing still and not linked looked silent for up to a
+        # minute: longer than away_after_s. With it, the twin's bluetoothctl shows each packet
+        # (RSSI -62, -59, -60). None of it is written to the card (see PresenceService.flush).
         bluez = BlueZScannerArgs(adapter=self._adapter, filters={"DuplicateData": True})
         if self._passive:
             # Passive scanning needs bluetoothd --experimental and at least one or-pattern: ours
