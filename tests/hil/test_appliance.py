@@ -463,7 +463,9 @@ async def test_6_a_full_card_keeps_logins_and_stored_data_and_recovers_by_itself
         rig.sh(f"fallocate -l $(( {free_blocks} * $(stat -f -c %S {DATA_DIR}) )) {FILLER} || true;"
                f" dd if=/dev/zero of={FILLER}.tail bs=4k status=none || true; sync",
                sudo=True, timeout=300)
-        assert rig.sh(f"stat -f -c %f {DATA_DIR}").strip() == "0", "the card is not full"
+        # Nothing left for anyone but root; ext4 keeps its own few thousand clusters even from
+        # root (s_resv_clusters, for metadata), so that is as full as a card gets.
+        assert rig.sh(f"stat -f -c %a {DATA_DIR}").strip() == "0", "the card is not full"
         async with httpx.AsyncClient(base_url=rig.http_url, timeout=20) as client:
             refused = await client.post("/api/temphum", json=reading, headers=publisher)
         assert refused.status_code == 503 and refused.json()["error"] == "storage_full", refused.text
