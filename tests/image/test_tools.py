@@ -174,6 +174,7 @@ def test_qemu_gets_the_images_command_line_with_its_own_console() -> None:
         " systemd.default_device_timeout_sec=600 console=ttyAMA0,115200"
     )
     assert qemuboot.qemu_append("", "ttyS0").endswith("console=ttyS0")
+    assert "no_timer_check" in qemuboot.qemu_append("", "ttyS0", "no_timer_check").split()
     assert qemuboot.parse_size("4G") == 4 << 30
 
 
