@@ -141,6 +141,12 @@ class Tracker:
             beacon.rssi_smoothed = smooth_rssi(None if returning else beacon.rssi_smoothed, adv.rssi)
         return self._seen(beacon, now, link_changed=moved)
 
+    def scanner_gone(self, scanner: str) -> list[StateChanged]:
+        """A satellite scanner went offline: the beacons in its area are in none until heard."""
+        held = [b for b in self._beacons.values() if self.areas.scanner(b.address) == scanner]
+        self.areas.scanner_gone(scanner)
+        return [StateChanged(b.address, b.state, b.state) for b in held]
+
     def link_up(self, address: str, now: float) -> list[StateChanged]:
         beacon = self._get(address)
         beacon.linked = True

@@ -36,6 +36,8 @@ async def devices() -> schema.Devices:
 class Status(schema.Status):
     # Recording, rendering, the space the videos use and whether low space paused recording.
     timelapse: TimelapseStatus
+    # The broker link and the scanners' batches, with what was dropped and why.
+    mqtt: schema.MqttStatus
 
 
 @blueprint.get("/status")
@@ -71,6 +73,7 @@ async def status() -> Status:
         setup=schema.SetupStatus.model_validate(system_status.setup(ctx.settings)),
         printer=ctx.printer.status(),
         timelapse=TimelapseStatus.model_validate(ctx.timelapses.status()),
+        mqtt=schema.MqttStatus.model_validate(ctx.mqtt.status()),
     )
 
 

@@ -7,29 +7,23 @@ code nor any other password is ever a process argument.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import getpass
-import hashlib
 import os
-import secrets
 import shutil
 import socket
 from pathlib import Path
 from typing import Final
 
+from appliance.auth.scanners import mosquitto_hash
 from appliance_sim.printer.certs import CertFiles
 
 MOSQUITTO: Final = "/usr/sbin/mosquitto"
-ITERATIONS: Final = 101  # mosquitto_passwd's default
 START_TIMEOUT_S: Final = 10.0
 
 
 def password_line(user: str, password: str) -> str:
-    salt = secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, ITERATIONS)
-    return (f"{user}:$7${ITERATIONS}${base64.b64encode(salt).decode()}$"
-            f"{base64.b64encode(digest).decode()}\n")
+    return f"{user}:{mosquitto_hash(password)}\n"
 
 
 def free_port() -> int:
