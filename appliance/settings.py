@@ -118,6 +118,8 @@ class Settings:
     # appliance's own, for a scanner); empty = the system's CAs.
     mqtt_ca_file: str = ""
     mqtt_embedded: bool = False
+    # The embedded mosquitto's loopback listener (its TLS listener for scanners is ansible's).
+    mqtt_embedded_port: int = 1883
     mqtt_homeassistant: bool = False
     role: str = "appliance"
     # The topics' root: appliance/<site>/...; one per makerspace sharing a broker.
@@ -313,6 +315,7 @@ _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "mqtt_password_file": _parse_str,
     "mqtt_ca_file": _parse_str,
     "mqtt_embedded": _parse_bool,
+    "mqtt_embedded_port": _parse_int(1, 65535),
     "mqtt_homeassistant": _parse_bool,
     "role": _parse_choice(ROLES),
     "site": parse_topic_word,

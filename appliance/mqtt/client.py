@@ -35,9 +35,8 @@ KEEPALIVE_S: Final = 20
 PUBLISH_TIMEOUT_S: Final = 5.0
 # Messages waiting to be handled: ten scanners at a few batches a second fill a tenth of it.
 INCOMING_QUEUE: Final = 1000
-# The embedded mosquitto's loopback listener (ansible's mosquitto role configures the same).
+# The embedded mosquitto's loopback listener (port: mqtt_embedded_port).
 EMBEDDED_HOST: Final = "127.0.0.1"
-EMBEDDED_PORT: Final = 1883
 # The user the main appliance logs in to its own broker as.
 EMBEDDED_USER: Final = "appliance"
 _AUTH_REFUSED: Final = frozenset({4, 5, 134, 135})
@@ -71,7 +70,7 @@ def broker_of(settings: Settings) -> Broker | None:
             Path(settings.mqtt_password_file) if settings.mqtt_password_file else None,
             settings.mqtt_ca_file)
     if settings.mqtt_embedded and settings.role == "appliance":
-        return Broker(EMBEDDED_HOST, EMBEDDED_PORT, False, EMBEDDED_USER,
+        return Broker(EMBEDDED_HOST, settings.mqtt_embedded_port, False, EMBEDDED_USER,
                       embedded_password_file(settings))
     return None
 

@@ -17,7 +17,7 @@ from typing import Final
 
 import aiomqtt
 
-from appliance.auth.scanners import all_scanners
+from appliance.auth.scanners import ScannerRecord, all_scanners
 from appliance.clock import Clock
 from appliance.mqtt import sightings
 from appliance.presence.model import Advertisement
@@ -64,6 +64,8 @@ class ScannerHub:
         self._presence = presence
         self._clock = clock
         self._version: int | None = None
+        self.records: dict[str, ScannerRecord] = {}
+        self.generation = 0
         self.scanners: dict[str, ScannerSeen] = {}
         self.dropped: Counter[str] = Counter()
         self.batches = 0
@@ -75,12 +77,16 @@ class ScannerHub:
         return (f"{base}/sightings", f"{base}/status")
 
     async def refresh(self) -> None:
-        """Read the scanners again when the database changed since the last look."""
+        """Read the scanners again when the database changed since the last look;
+        ``generation`` counts the changes of the records (added, revoked, moved)."""
         version = self._db.version()
         if version == self._version:
             return
         records = {r.id: r for r in await all_scanners(self._db)}
         self._version = version
+        if records != self.records:
+            self.records = records
+            self.generation += 1
         for gone in set(self.scanners) - set(records):
             del self.scanners[gone]
             self._presence.scanner_gone(gone)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, Final
 
 import aiomqtt
 
 from appliance.clock import Clock
+from appliance.mqtt import broker
 from appliance.mqtt.client import MqttClient, broker_of
 from appliance.mqtt.hub import DROP_REASONS, ScannerHub
 from appliance.presence.service import PresenceService
@@ -21,6 +22,10 @@ from appliance.settings import Settings
 from appliance.store.db import Database
 
 _LOGGER = logging.getLogger(__name__)
+
+# A scanner added or revoked in another process (the CLI) reaches the embedded broker's files,
+# and its batches are dropped, this fast. One PRAGMA per look (SessionCache's way).
+WATCH_S: Final = 1.0
 
 
 class MqttService:
@@ -35,6 +40,8 @@ class MqttService:
             broker, clock, client_id=f"appliance-{settings.site}", name="MQTT",
             subscriptions=self.hub.subscriptions, on_message=self._message)
         self._tasks: list[asyncio.Task[Any]] = []
+        self.embedded = False
+        self._written = -1  # the hub's generation the broker's files were written at
 
     @property
     def configured(self) -> bool:
@@ -43,8 +50,25 @@ class MqttService:
     async def start(self) -> None:
         if self.client is None:
             return
+        self.embedded = self._settings.mqtt_embedded and not self._settings.mqtt_url
+        await self._watch()
+        self._tasks += [asyncio.create_task(self.client.run()), asyncio.create_task(self._watching())]
+
+    async def _watching(self) -> None:
+        while True:
+            await self._clock.sleep(WATCH_S)
+            try:
+                await self._watch()
+            except Exception:
+                self.errors += 1
+                _LOGGER.exception("Reading the scanners failed")
+
+    async def _watch(self) -> None:
         await self.hub.refresh()
-        self._tasks.append(asyncio.create_task(self.client.run()))
+        if self.embedded and self._written != self.hub.generation:
+            if broker.write_files(self._settings, list(self.hub.records.values())):
+                broker.reload(self._settings)
+            self._written = self.hub.generation
 
     async def stop(self) -> None:
         for task in self._tasks:
