@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -234,8 +233,9 @@ async def test_a_scanner_process_forwards_its_radio_and_its_death_is_noticed_by_
            "APPLIANCE_MQTT_URL": f"mqtt://hall@127.0.0.1:{mqtt_env.mosquitto.port}",
            "APPLIANCE_MQTT_PASSWORD_FILE": str(password_file), "APPLIANCE_RADIO": "virtual",
            "APPLIANCE_VIRTUAL_BEACONS": "2", "APPLIANCE_DATA_DIR": str(tmp_path / "scanner")}
-    process = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "appliance", "serve", env=env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
     try:
         async def heard() -> dict[str, Any] | None:
             mqtt_env.clock.advance(0.5)  # the appliance's flood bucket refills on its clock
@@ -248,7 +248,7 @@ async def test_a_scanner_process_forwards_its_radio_and_its_death_is_noticed_by_
         assert listed[0]["online"] is True and listed[0]["beaconCount"] >= 1
         assert not (tmp_path / "scanner").exists()  # a scanner keeps no database
         process.send_signal(signal.SIGKILL)  # no goodbye: the broker sends its last-will
-        process.wait(10)
+        await process.wait()
 
         async def offline() -> bool:
             scanners = (await mqtt_env.get("/api/scanners"))["scanners"]
@@ -260,9 +260,7 @@ async def test_a_scanner_process_forwards_its_radio_and_its_death_is_noticed_by_
     finally:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
-        process.wait(10)
-        if process.stderr:
-            process.stderr.close()
+        await process.wait()
 
 
 async def test_the_broker_files_hold_hashes_only_and_are_private(mqtt_env: MqttEnv) -> None:
