@@ -148,7 +148,7 @@ def create_app(
             settings=settings, clock=clock, db=db, sessions=SessionCache(db), presence=presence,
             relay=relay, printer=printer,
             timelapses=TimelapseService(settings, db, relay, printer, clock),
-            mqtt=MqttService(settings, db, presence, clock),
+            mqtt=MqttService(settings, db, presence, printer, clock),
             throttle=LoginThrottle(
                 max_failures=settings.login_max_failures,
                 window_s=settings.login_failure_window_s,

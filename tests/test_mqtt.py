@@ -44,6 +44,7 @@ class MqttEnv:
     app: Appliance
     mosquitto: StandinBroker
     passwords: dict[str, str]  # scanner id -> password, as `appliance scanner add` printed
+    radio: InjectableRadio  # the local radio: the stand-in at the boundary
 
     async def get(self, path: str) -> Any:
         response = await self.client.get(f"{self.base}{path}")
@@ -79,7 +80,7 @@ async def mqtt_env(tmp_path: Path) -> AsyncIterator[MqttEnv]:
     data = tmp_path / "data"
     port = free_port()
     settings = make_settings(data, mqtt_embedded=True, mqtt_embedded_port=port, site=SITE,
-                             area="desk")
+                             area="desk", mqtt_homeassistant=True)
     await add_user(data)
     passwords = {"hall": await _add_scanner(data, "hall"),
                  "shop": await _add_scanner(data, "shop", "workshop")}
@@ -94,13 +95,14 @@ async def mqtt_env(tmp_path: Path) -> AsyncIterator[MqttEnv]:
         extra=f"acl_file {where / broker.ACL_FILE}\npid_file {where / broker.MOSQUITTO_PID}\n")
     await mosquitto.start()
     clock = FakeClock()
-    app = create_app(settings, radio=InjectableRadio(), clock=clock)
+    radio = InjectableRadio()
+    app = create_app(settings, radio=radio, clock=clock)
     try:
         async with running_server(app) as base, httpx.AsyncClient(timeout=10) as client:
             login = await client.post(f"{base}/api/session",
                                       json={"username": "alice", "password": "correct horse battery"})
             assert login.status_code == 200
-            env = MqttEnv(base, client, clock, settings, app, mosquitto, passwords)
+            env = MqttEnv(base, client, clock, settings, app, mosquitto, passwords, radio)
             await wait_for(lambda: _connected(env), what="the appliance on its broker")
             yield env
     finally:
@@ -279,3 +281,76 @@ async def test_the_broker_files_hold_hashes_only_and_are_private(mqtt_env: MqttE
         await db.close()
     assert (where / broker.PASSWORD_FILE).stat().st_mtime_ns == mtime
     await asyncio.sleep(0)
+
+
+@dataclass
+class Heard:
+    messages: list[tuple[str, bytes, bool]]
+
+    def last(self, topic: str) -> bytes | None:
+        return next((payload for t, payload, _r in reversed(self.messages) if t == topic), None)
+
+    def count(self, topic: str) -> int:
+        return sum(t == topic for t, _p, _r in self.messages)
+
+
+@contextlib.asynccontextmanager
+async def _listening(env: MqttEnv, *topics: str) -> AsyncIterator[Heard]:
+    heard = Heard([])
+    async with env.appliance_login() as client:
+        for topic in topics:
+            await client.subscribe(topic, qos=1)
+
+        async def read() -> None:
+            async for message in client.messages:
+                payload = message.payload if isinstance(message.payload, bytes) else b""
+                heard.messages.append((message.topic.value, payload, message.retain))
+
+        task = asyncio.create_task(read())
+        try:
+            yield heard
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_home_assistant_discovers_a_paired_beacon_and_forgets_it_when_unpaired(
+        mqtt_env: MqttEnv) -> None:
+    discovery = mqtt_env.app.services.mqtt.discovery
+    config_topic, state_topic, attributes_topic = discovery.beacon_topics(BEACON)
+    mqtt_env.radio.refuse.add(BEACON)  # out of the local radio's reach: no GATT link
+    async with mqtt_env.login("hall") as hall:
+        await hall.publish(sightings.sightings_topic(SITE, "hall"), _batch((BEACON, -60)), qos=1)
+        await wait_for(mqtt_env.device, what="the beacon")
+        paired = await mqtt_env.client.post(f"{mqtt_env.base}/pair", json={
+            "deviceId": BEACON, "userId": "u1", "userName": "Ann"})
+        assert paired.status_code == 200, paired.text
+        async with _listening(mqtt_env, "homeassistant/#", f"appliance/{SITE}/#") as heard:
+            await wait_for(lambda: heard.last(state_topic), what="the beacon's state")
+            config = json.loads(heard.last(config_topic) or b"{}")
+            # What Home Assistant's MQTT device_tracker requires, and what we promise.
+            assert config["unique_id"] and config["state_topic"] == state_topic
+            assert (config["payload_home"], config["payload_not_home"]) == ("home", "not_home")
+            assert config["availability_topic"] == f"appliance/{SITE}/status"
+            assert config["device"]["identifiers"] and config["source_type"] == "bluetooth_le"
+            assert config["name"] == "Ann"
+            assert heard.last(state_topic) == b"home"
+            assert json.loads(heard.last(attributes_topic) or b"{}")["area"] == "hall"
+            assert heard.last(f"appliance/{SITE}/status") == b"online"
+            assert all(retained for t, _p, retained in heard.messages if t == config_topic)
+            # More sightings, nothing changed: no new state.
+            states = heard.count(state_topic)
+            for _ in range(5):
+                await hall.publish(sightings.sightings_topic(SITE, "hall"), _batch((BEACON, -61)),
+                                   qos=1)
+                mqtt_env.clock.advance(0.5)
+            before = (await mqtt_env.mqtt())["batches"]
+            await wait_for(lambda: _batches_at_least(mqtt_env, before), what="the batches")
+            assert heard.count(state_topic) == states
+            # Away: not_home.
+            mqtt_env.clock.advance(mqtt_env.settings.away_after_s + 5)
+            await wait_for(lambda: heard.last(state_topic) == b"not_home", what="not_home")
+            unpaired = await mqtt_env.client.post(f"{mqtt_env.base}/unpair", json={"deviceId": BEACON})
+            assert unpaired.status_code == 200
+            await wait_for(lambda: heard.last(config_topic) == b"", what="the empty config")
