@@ -17,7 +17,7 @@ class ScannerInfo(BaseModel):
     # None: it has not said since the appliance started (its retained status comes at connect).
     online: bool | None
     lastSeen: ApiTime | None
-    # Beacons in its last batch.
+    # Beacons in its last batch (the local radio: beacons in its area).
     beaconCount: int
     batches: int
 
