@@ -133,9 +133,10 @@ hil-test: setup firmware-sim $(if $(filter virtual,$(RIG)),twin) ## hardware-in-
 
 # BENCH_ARGS: e.g. --only rest,relay --browsers 10 --seconds 8 (tests/bench/goals.py --help).
 BENCH_ARGS ?=
-bench: setup ## issue 14's goals beside their anchors (REST, relay, nginx, writes, start-up, RSS), timelapse render time/CPU; build/bench/
+bench: setup ## issue 14's goals beside their anchors (REST, relay, nginx, writes, start-up, RSS), timelapse render time/CPU, MQTT scanners (CPU, RSS, latency); build/bench/
 	$(BIN)/python tests/bench/goals.py --out build/bench $(BENCH_ARGS)
 	$(BIN)/python tests/bench/timelapse_bench.py --out build/bench
+	$(BIN)/python tests/bench/mqtt_bench.py --out build/bench
 
 bench-relay: setup ## the full relay table (1, 10, 50 browsers, deflate on and off); build/bench/
 	$(BIN)/python tests/bench/relay_bench.py --out build/bench
