@@ -14,6 +14,10 @@ PRINTER ?= none
 STANDIN_MQTT_PORT ?= 18883
 STANDIN_CAMERA_PORT ?= 16000
 PYTEST_ARGS ?=
+# make run's satellite scanners: 0, or 1-5 simulated rooms each with a scanner (appliance_sim/rooms.py)
+# sending its sightings to the appliance through mosquitto on loopback (SCANNERS_MQTT_PORT)
+SCANNERS ?= 0
+SCANNERS_MQTT_PORT ?= 11883
 # make hil-test: which rig (tests/hil/rigs/RIG.yaml): virtual (the twin in QEMU, built when needed) or lab
 RIG ?= virtual
 HIL_ARGS ?=
@@ -55,10 +59,21 @@ $(STAMP): pyproject.toml sim/pyproject.toml constraints.txt
 STANDIN_ENV := APPLIANCE_PRINTER_HOST=127.0.0.1 APPLIANCE_PRINTER_SERIAL=03919A3A2200009 \
   APPLIANCE_PRINTER_MQTT_PORT=$(STANDIN_MQTT_PORT) APPLIANCE_PRINTER_CAMERA_PORT=$(STANDIN_CAMERA_PORT)
 
-run: setup $(if $(filter sketch,$(BEACONS)),firmware-sim) ## serve the app at http://$(HOST):$(PORT) (data in ./var, simulated beacons; BEACONS=sketch runs the firmware; PRINTER=standin a stand-in Bambu A1)
+run: setup $(if $(filter sketch,$(BEACONS)),firmware-sim) ## serve the app at http://$(HOST):$(PORT) (data in ./var, simulated beacons; BEACONS=sketch runs the firmware; PRINTER=standin a stand-in Bambu A1; SCANNERS=3 three rooms with scanners over MQTT)
 	@test "$(PRINTER)" = none -o "$(PRINTER)" = standin || { echo "PRINTER=none or PRINTER=standin"; exit 2; }
 	@$(BIN)/python -c 'print("Open http://$(HOST):$(PORT)  (first time: $(BIN)/appliance user add NAME)")'
-ifeq ($(PRINTER),standin)
+ifneq ($(SCANNERS),0)
+	@# The beacons are in the rooms (the appliance's own radio hears none); the app starts once the
+	@# rooms have issued their scanners' credentials and started the broker.
+	@set -eu; mkdir -p $(DATA_DIR); \
+	  $(BIN)/python -m appliance_sim.rooms --data-dir $(DATA_DIR) --scanners $(SCANNERS) \
+	    --port $(SCANNERS_MQTT_PORT) & rooms=$$!; \
+	  trap 'kill $$rooms 2>/dev/null; wait $$rooms 2>/dev/null' EXIT INT TERM; \
+	  while [ ! -e $(DATA_DIR)/sim-rooms/ready ]; do sleep 0.2; kill -0 $$rooms; done; \
+	  APPLIANCE_DATA_DIR=$(DATA_DIR) APPLIANCE_RADIO=virtual APPLIANCE_VIRTUAL_BEACONS=0 \
+	    APPLIANCE_MQTT_EMBEDDED=true APPLIANCE_MQTT_EMBEDDED_PORT=$(SCANNERS_MQTT_PORT) \
+	    APPLIANCE_MQTT_HOMEASSISTANT=true $(BIN)/appliance serve --host $(HOST) --port $(PORT)
+else ifeq ($(PRINTER),standin)
 	@set -eu; mkdir -p $(DATA_DIR); rm -f $(DATA_DIR)/printer-access-code $(DATA_DIR)/printer-cert.sha256; \
 	  $(BIN)/python -m appliance_sim.printer --dir $(DATA_DIR)/standin-printer \
 	    --access-code-file $(DATA_DIR)/printer-access-code \
@@ -118,9 +133,10 @@ hil-test: setup firmware-sim $(if $(filter virtual,$(RIG)),twin) ## hardware-in-
 
 # BENCH_ARGS: e.g. --only rest,relay,printer --browsers 10 --seconds 8 (tests/bench/goals.py --help).
 BENCH_ARGS ?=
-bench: setup ## issue 14's goals beside their anchors (REST, relay, nginx, writes, start-up, RSS), issue 11's printer link, timelapse render time/CPU; build/bench/
+bench: setup ## issue 14's goals beside their anchors (REST, relay, nginx, writes, start-up, RSS), issue 11's printer link, timelapse render time/CPU, MQTT scanners (CPU, RSS, latency); build/bench/
 	$(BIN)/python tests/bench/goals.py --out build/bench $(BENCH_ARGS)
 	$(BIN)/python tests/bench/timelapse_bench.py --out build/bench
+	$(BIN)/python tests/bench/mqtt_bench.py --out build/bench
 
 bench-relay: setup ## the full relay table (1, 10, 50 browsers, deflate on and off); build/bench/
 	$(BIN)/python tests/bench/relay_bench.py --out build/bench

@@ -17,6 +17,7 @@ from appliance.auth import accounts, secret_key
 from appliance.auth.sessions import SessionCache
 from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock, SystemClock
+from appliance.mqtt.service import MqttService
 from appliance.presence.radio import Radio, make_radio
 from appliance.presence.service import PresenceService
 from appliance.printer.service import PrinterService
@@ -36,6 +37,7 @@ from appliance.web import (
     presence_api,
     printer_api,
     publish_api,
+    scanners_api,
     timelapse_api,
     timelapse_videos_api,
 )
@@ -122,7 +124,7 @@ def create_app(
     errors.register(app)
     guard.install(app)
     for module in (auth_views, pages, presence_api, timelapse_api, publish_api, admin_api,
-                   printer_api, timelapse_videos_api):
+                   printer_api, timelapse_videos_api, scanners_api):
         app.register_blueprint(module.blueprint)
 
     @app.after_request
@@ -147,6 +149,7 @@ def create_app(
             settings=settings, clock=clock, db=db, sessions=SessionCache(db), presence=presence,
             relay=relay, printer=printer,
             timelapses=TimelapseService(settings, db, relay, printer, clock),
+            mqtt=MqttService(settings, db, presence, printer, clock),
             throttle=LoginThrottle(
                 max_failures=settings.login_max_failures,
                 window_s=settings.login_failure_window_s,
@@ -159,6 +162,7 @@ def create_app(
         await services.printer.start()
         services.timelapses.subscribe(timelapse_events.put_nowait)
         await services.timelapses.start()
+        await services.mqtt.start()
         timelapse_sender.append(asyncio.create_task(send_timelapse_events()))
         if not await accounts.all_users(db):
             _LOGGER.warning("No users yet: create one with `appliance user add NAME`")
@@ -170,6 +174,7 @@ def create_app(
         ctx = running_services(app)
         for task in timelapse_sender:
             task.cancel()
+        await ctx.mqtt.stop()
         await ctx.timelapses.stop()
         await ctx.printer.stop()
         await channels.stop()

@@ -1,4 +1,4 @@
-"""The one entry point: `appliance serve | user ... | token ... | db check`."""
+"""The one entry point: `appliance serve | user ... | token ... | scanner ... | db check`."""
 
 from __future__ import annotations
 
@@ -61,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     token.add_parser("add", help="create a token and print it once").add_argument("name")
     token.add_parser("list", help="list tokens (never the tokens themselves)")
     token.add_parser("revoke", help="revoke a token").add_argument("name")
+
+    scanner = sub.add_parser("scanner", help="satellite scanners (MQTT) in other rooms").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    scanner_add = scanner.add_parser("add", help="issue a scanner's credentials and print them once")
+    scanner_add.add_argument("name", help="its id and MQTT user, e.g. workshop")
+    scanner_add.add_argument("--area", help="the area its beacons are shown in (default: the name)")
+    scanner.add_parser("list", help="list scanners (never their passwords)")
+    scanner.add_parser("revoke", help="revoke a scanner: its sightings are dropped at once").add_argument(
+        "name")
 
     pub = sub.add_parser("publish", help="send frames, readings and status to an appliance")
     pub.add_argument("--url", required=True, help="the appliance, e.g. http://printer.local")
@@ -148,6 +157,24 @@ async def _token(args: argparse.Namespace, db: Database) -> int:
     return 0
 
 
+async def _scanner(args: argparse.Namespace, db: Database) -> int:
+    from appliance.auth import scanners
+
+    if args.action == "add":
+        password = await scanners.add_scanner(db, args.name, area=args.area, now=SystemClock().wall())
+        _out(password)
+        _err(f"scanner {args.name} created; its password is shown only this once. On the scanner: "
+             f"role = \"scanner\", mqtt_url = \"mqtts://{args.name}@THIS-APPLIANCE:8883\", "
+             "and the password in the file mqtt_password_file names (mode 0600)")
+    elif args.action == "revoke":
+        await scanners.revoke_scanner(db, args.name)
+        _out(f"scanner {args.name} revoked")
+    else:
+        for record in await scanners.all_scanners(db):
+            _out(f"{record.id}\tarea {record.area}\tcreated {record.created_at:%Y-%m-%d %H:%M}")
+    return 0
+
+
 async def _db_check(settings: Settings) -> int:
     if not settings.db_path.exists():
         _err(f"no database at {settings.db_path}; it is created when the app first starts")
@@ -165,7 +192,27 @@ async def _db_check(settings: Settings) -> int:
     return 0 if not problems else 1
 
 
+async def _serve_scanner(settings: Settings) -> int:
+    from appliance.mqtt.client import broker_of
+    from appliance.mqtt.scanner import Scanner
+    from appliance.presence.radio import make_radio
+
+    broker = broker_of(settings)
+    assert broker is not None  # noqa: S101 - load_settings requires mqtt_url for a scanner
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    scanner = Scanner(settings, broker, make_radio(settings), SystemClock())
+    _LOGGER.info("Scanner %s forwarding to %s", scanner.id, broker)
+    await scanner.run(stop)
+    _LOGGER.info("Stopped")
+    return 0
+
+
 async def _serve(settings: Settings) -> int:
+    if settings.role == "scanner":
+        return await _serve_scanner(settings)
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
@@ -280,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             apply_file(args.file, Target())
             return 0  # bad values are reported in the journal and on the dashboard
-        handler = _user if args.command == "user" else _token
+        handler = {"user": _user, "scanner": _scanner}.get(args.command, _token)
         return asyncio.run(_with_db(settings, lambda db: handler(args, db)))
     except ConfigError as exc:
         _err(str(exc))

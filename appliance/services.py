@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from appliance.auth.sessions import SessionCache
 from appliance.auth.throttle import LoginThrottle
 from appliance.clock import Clock
+from appliance.mqtt.service import MqttService
 from appliance.presence.service import PresenceService
 from appliance.printer.service import PrinterService
 from appliance.relay.service import RelayService
@@ -31,6 +32,7 @@ class Services:
     relay: RelayService
     printer: PrinterService  # a printer link that says so when no printer is set up
     timelapses: TimelapseService
+    mqtt: MqttService  # scanners and Home Assistant; inert when no broker is configured
     # Connected Socket.IO clients, for /status (the channels count them).
     browsers: Callable[[], int]
     publishers: Callable[[], int]

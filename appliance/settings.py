@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import unquote, urlsplit
 
 from appliance.errors import ConfigError
 
@@ -29,6 +32,11 @@ PRINTER_TLS_MODES: Final = ("pin", "insecure")
 # Empty = layer when a printer is linked, else interval.
 TIMELAPSE_MODES: Final = ("", "layer", "interval")
 GIB: Final = 1024**3
+# appliance: the whole app; scanner: only the radio, forwarding sightings to the broker.
+ROLES: Final = ("appliance", "scanner")
+MQTT_SCHEMES: Final = {"mqtt": 1883, "mqtts": 8883}
+# Site, scanner id and area names appear in MQTT topics: no '/', '+', '#' or spaces there.
+_TOPIC_WORD_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +110,26 @@ class Settings:
     # Recording pauses when the data partition has less free than this, so the database (users,
     # pairings, readings) always has room; 1 GiB also leaves the system its updates and logs.
     timelapse_min_free_bytes: int = 1 * GIB
+    # MQTT (README, "More rooms, Home Assistant"): the user's broker, e.g.
+    # mqtts://appliance@broker.lan:8883; empty with mqtt_embedded = the appliance's own mosquitto;
+    # neither = no MQTT at all.
+    mqtt_url: str = ""
+    # The broker password, in a file only the appliance can read (mode 0600).
+    mqtt_password_file: str = ""
+    # A CA file for an mqtts:// broker whose certificate the system does not trust (the main
+    # appliance's own, for a scanner); empty = the system's CAs.
+    mqtt_ca_file: str = ""
+    mqtt_embedded: bool = False
+    # The embedded mosquitto's loopback listener (its TLS listener for scanners is ansible's).
+    mqtt_embedded_port: int = 1883
+    mqtt_homeassistant: bool = False
+    role: str = "appliance"
+    # The topics' root: appliance/<site>/...; one per makerspace sharing a broker.
+    site: str = "home"
+    # A scanner's id (its MQTT user name, from `appliance scanner add`); empty = the user of mqtt_url.
+    scanner_id: str = ""
+    # The area the local radio hears (the appliance's own room), shown beside each beacon.
+    area: str = "main"
 
     @property
     def db_path(self) -> Path:
@@ -217,6 +245,35 @@ def _parse_timelapse_mode(raw: object) -> str:
     return value
 
 
+def parse_mqtt_url(raw: object) -> str:
+    value = _parse_str(raw).strip()
+    if not value:
+        return value
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (parts.scheme not in MQTT_SCHEMES or not parts.hostname or port == -1
+            or parts.path not in ("", "/") or parts.query or parts.fragment or parts.password):
+        msg = ("expected mqtt://host[:port] or mqtts://user@host[:port] (no password: it goes in "
+               "mqtt_password_file)")
+        raise ValueError(msg)
+    return value
+
+
+def parse_topic_word(raw: object) -> str:
+    value = _parse_str(raw).strip()
+    if not _TOPIC_WORD_RE.match(value):
+        msg = "expected 1-32 lower-case letters, digits, '_' or '-', starting with a letter or digit"
+        raise ValueError(msg)
+    return value
+
+
+def _parse_optional_word(raw: object) -> str:
+    return parse_topic_word(raw) if _parse_str(raw).strip() else ""
+
+
 _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "data_dir": lambda raw: Path(_parse_str(raw)).expanduser(),
     "radio": _parse_radio,
@@ -257,6 +314,16 @@ _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
     "timelapse_keep_frames": _parse_bool,
     "timelapse_max_bytes": _parse_int(1024**2, 1024 * GIB),
     "timelapse_min_free_bytes": _parse_int(1024**2, 1024 * GIB),
+    "mqtt_url": parse_mqtt_url,
+    "mqtt_password_file": _parse_str,
+    "mqtt_ca_file": _parse_str,
+    "mqtt_embedded": _parse_bool,
+    "mqtt_embedded_port": _parse_int(1, 65535),
+    "mqtt_homeassistant": _parse_bool,
+    "role": _parse_choice(ROLES),
+    "site": parse_topic_word,
+    "scanner_id": _parse_optional_word,
+    "area": parse_topic_word,
 }
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(Settings)}  # noqa: S101
 
@@ -310,6 +377,7 @@ def load_settings(
         msg = ("bad setting printer_host: set printer_serial too (the printer's serial, on its "
                "screen: Settings → Device)")
         raise ConfigError(msg)
+    _check_mqtt(settings)
     if settings.away_after_s >= settings.reconnect_window_s:
         msg = (
             f"bad setting away_after_s={settings.away_after_s}: it must be shorter than "
@@ -317,6 +385,47 @@ def load_settings(
         )
         raise ConfigError(msg)
     return settings
+
+
+def mqtt_user(settings: Settings) -> str:
+    """The MQTT user name in mqtt_url ("" when it has none)."""
+    return unquote(urlsplit(settings.mqtt_url).username or "")
+
+
+def scanner_id(settings: Settings) -> str:
+    """A scanner's id: scanner_id, else the user name it logs in to the broker with."""
+    return settings.scanner_id or mqtt_user(settings)
+
+
+def _check_mqtt(settings: Settings) -> None:
+    if settings.mqtt_password_file:
+        path = Path(settings.mqtt_password_file)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            msg = (f"bad setting mqtt_password_file: {path} does not exist; write the broker "
+                   f"password there (mode 0600)")
+            raise ConfigError(msg) from None
+        if mode & 0o077:
+            msg = (f"bad setting mqtt_password_file: {path} can be read by other users (mode "
+                   f"{mode:o}); run chmod 600 {path}")
+            raise ConfigError(msg)
+    if settings.mqtt_ca_file and not Path(settings.mqtt_ca_file).is_file():
+        msg = f"bad setting mqtt_ca_file: {settings.mqtt_ca_file} is not a file"
+        raise ConfigError(msg)
+    if settings.role == "scanner":
+        if not settings.mqtt_url:
+            msg = ("bad setting role=scanner: a scanner needs mqtt_url (the main appliance's "
+                   "broker, e.g. mqtts://workshop@appliance.local:8883)")
+            raise ConfigError(msg)
+        if not _TOPIC_WORD_RE.match(scanner_id(settings)):
+            msg = ("bad setting role=scanner: set scanner_id, or a user in mqtt_url, to the name "
+                   "`appliance scanner add NAME` printed")
+            raise ConfigError(msg)
+        if not settings.mqtt_password_file:
+            msg = ("bad setting role=scanner: set mqtt_password_file to the file holding the "
+                   "password `appliance scanner add NAME` printed (mode 0600)")
+            raise ConfigError(msg)
 
 
 __all__ = ["Settings", "load_settings"]

@@ -104,6 +104,7 @@ class InjectableRadio:
         self.links: dict[str, Callable[[str], None]] = {}
         self.refuse: set[str] = set()
         self.connects: list[str] = []
+        self.completed: list[str] = []  # connects that succeeded
         self.held: dict[str, asyncio.Event] = {}  # connects to these wait until the event is set
         self.activity = 0
         self.interrupt = False  # set: bluetoothd "restarted"
@@ -136,6 +137,7 @@ class InjectableRadio:
             msg = f"{address} refused"
             raise RadioError(msg)
         self.links[address] = on_lost
+        self.completed.append(address)
         return LinkInfo(address=address, beacon_id=1, firmware="0.1.0")
 
     async def disconnect(self, address: str) -> None:

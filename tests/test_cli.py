@@ -52,6 +52,23 @@ def test_user_add_rejects_a_short_password_and_asks_for_a_terminal(tmp_path: Pat
     assert "Traceback" not in short.stderr + no_tty.stderr
 
 
+def test_scanner_credentials_are_printed_once_and_only_a_hash_is_stored(tmp_path: Path) -> None:
+    added = run(tmp_path, "scanner", "add", "hall", "--area", "workshop")
+    assert added.returncode == 0, added.stderr
+    password = added.stdout.strip()
+    assert len(password) >= 40 and "shown only this once" in added.stderr
+    assert "mqtts://hall@" in added.stderr and password not in added.stderr
+    assert run(tmp_path, "scanner", "add", "hall").returncode == 1
+    bad = run(tmp_path, "scanner", "add", "Hall Way")
+    assert bad.returncode == 1 and "lower-case letters" in bad.stderr
+    listed = run(tmp_path, "scanner", "list")
+    assert listed.stdout.startswith("hall\tarea workshop\t") and password not in listed.stdout
+    assert password.encode() not in (tmp_path / "data" / "appliance.db").read_bytes()
+    assert run(tmp_path, "scanner", "revoke", "hall").stdout == "scanner hall revoked\n"
+    gone = run(tmp_path, "scanner", "revoke", "hall")
+    assert gone.returncode == 1 and "appliance scanner list" in gone.stderr
+
+
 def test_token_is_printed_once_and_only_its_hash_is_stored(tmp_path: Path) -> None:
     added = run(tmp_path, "token", "add", "camera")
     assert added.returncode == 0

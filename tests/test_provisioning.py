@@ -3,6 +3,7 @@ running the app, real nginx and the cloudflared stand-in on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -75,6 +76,10 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
         "nginx_supervisor_command": f'{_tool("nginx")} -c {out}/nginx.conf -g "daemon off;"',
         "cloudflared_runner": str(ROOT / "ansible/roles/cloudflared/files/cloudflared-run"),
         "cloudflared_bin": str(STANDIN),
+        # The embedded broker (rendered beside the stack, not in supervisor/: its own test runs it).
+        "appliance_mqtt_embedded": True, "appliance_mqtt_port": _free_port(),
+        "appliance_mqtt_tls_port": _free_port(), "appliance_mqtt_cert": str(out / "mqtt-cert.pem"),
+        "appliance_mqtt_key": str(out / "mqtt-key.pem"), "appliance_mqtt_dir": str(out / "mqtt"),
     }
     (out / "overrides.json").write_text(json.dumps(overrides))
     result = _run(str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
@@ -135,6 +140,54 @@ def test_rendered_files_carry_the_settings(rendered: tuple[Path, int]) -> None:
     assert "btattach -B /dev/ttyS1 -P h4" in (out / "appliance-btattach.service").read_text()
     assert "Storage=volatile" in (out / "journald.conf").read_text()
     assert "d " + str(out / "run") + " 2750 root www-data" in (out / "tmpfiles.conf").read_text()
+
+
+async def test_the_rendered_broker_listens_on_loopback_and_tls_only_outside(
+        rendered: tuple[Path, int]) -> None:
+    import ssl
+
+    import aiomqtt
+
+    from appliance_sim.printer.certs import make_certs
+
+    out, _port = rendered
+    settings = (out / "appliance.toml").read_text()
+    conf = (out / "mosquitto.conf").read_text()
+    loopback = int(conf.split("listener ")[1].split()[0])
+    tls = int(conf.split("listener ")[2].split()[0])
+    assert f"mqtt_embedded = true\nmqtt_embedded_port = {loopback}" in settings
+    assert f"listener {loopback} 127.0.0.1\n" in conf and f"listener {tls}\ncertfile" in conf
+    assert "allow_anonymous false" in conf and f"acl_file {out}/mqtt/acl" in conf
+    program = (out / "supervisor-mosquitto.conf").read_text()
+    assert "user=root" in program and f"-c {out}/mosquitto.conf" in program
+    certs = make_certs(out / "mqtt-certs", "APPLIANCE")
+    shutil.copy(certs.cert, out / "mqtt-cert.pem")
+    shutil.copy(certs.key, out / "mqtt-key.pem")
+    (out / "mqtt").mkdir(exist_ok=True)
+    for name in ("passwd", "acl"):
+        (out / "mqtt" / name).write_text("")
+    process = await asyncio.create_subprocess_exec(
+        _tool("mosquitto"), "-c", str(out / "mosquitto.conf"), stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async def refused(port: int, **tls: object) -> bool:
+            try:
+                async with aiomqtt.Client("127.0.0.1", port, username="x", password="y",
+                                          timeout=2, **tls):  # type: ignore[arg-type]
+                    return False
+            except aiomqtt.MqttCodeError:
+                return True  # it answered: not authorised
+            except aiomqtt.MqttError:
+                return False
+
+        assert await wait_for(lambda: refused(loopback), what="the loopback listener")
+        context = ssl.create_default_context(cafile=str(certs.ca))
+        context.check_hostname = False
+        assert await wait_for(lambda: refused(tls, tls_context=context), what="the TLS listener")
+        assert not await refused(tls)  # plain MQTT on the outside listener gets nowhere
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 def test_nginx_accepts_the_rendered_site(rendered: tuple[Path, int]) -> None:

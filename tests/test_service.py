@@ -43,6 +43,12 @@ class Rig:
         view = self.service.tracker.view(address)
         return view.state if view else None
 
+    async def wait_stored(self, state: str, address: str = ADDR_A) -> None:
+        """The state in the database file (written just after the tracker changed it)."""
+        async def stored() -> bool:
+            return await self.stored_state() == [(address, state)]
+        await wait_for(stored, what=f"{state} stored")
+
     async def stored_state(self) -> list[tuple[str, str]]:
         db = await Database.open(self.path)
         rows = await db.fetch_all("SELECT address, state FROM presence ORDER BY address")
@@ -69,7 +75,7 @@ async def _seen_and_paired(rig: Rig) -> PresenceService:
 async def test_pairing_connects_and_is_stored_at_once(rig: Rig) -> None:
     service = await _seen_and_paired(rig)
     await wait_for(lambda: service.tracker.view(ADDR_A).linked, what="link up")  # type: ignore[union-attr]
-    assert await rig.stored_state() == [(ADDR_A, "connected")]
+    await rig.wait_stored("connected")
 
 
 async def test_pairing_an_unseen_beacon_is_refused(rig: Rig) -> None:
@@ -85,7 +91,7 @@ async def test_restart_mid_window_keeps_counting_the_absence(rig: Rig) -> None:
     rig.radio.leave(ADDR_A)
     rig.clock.advance(31)
     await wait_for(lambda: service.tracker.view(ADDR_A).state is PresenceState.AWAY, what="away")  # type: ignore[union-attr]
-    assert await rig.stored_state() == [(ADDR_A, "away")]
+    await rig.wait_stored("away")
     await rig.stop()
 
     rig.clock.advance(29 * 60)  # down for 29 minutes: 29 min 31 s since the beacon was last seen
@@ -95,7 +101,7 @@ async def test_restart_mid_window_keeps_counting_the_absence(rig: Rig) -> None:
     rig.clock.advance(30)
     await wait_for(lambda: service.tracker.view(ADDR_A).state is PresenceState.REQUIRES_TAP,  # type: ignore[union-attr]
                    what="requiresTap after 30 minutes in total")
-    assert await rig.stored_state() == [(ADDR_A, "requiresTap")]
+    await rig.wait_stored("requiresTap")
 
 
 async def test_restart_after_the_window_needs_a_tap_at_once(rig: Rig) -> None:
@@ -123,17 +129,20 @@ async def test_a_connect_that_finishes_after_the_window_is_dropped_and_waits_for
     service = await _seen_and_paired(rig)
     rig.radio.held[ADDR_A] = released = asyncio.Event()
     rig.radio.links.pop(ADDR_A)(ADDR_A)  # the link drops; the next connect hangs
-    await wait_for(lambda: rig.radio.connects.count(ADDR_A) == 2, what="the second connect")
+    await wait_for(lambda: rig.radio.connects.count(ADDR_A) == 2, what="the second connect", within=20)
     await wait_for(_after(rig, 60, lambda: service.tracker.view(ADDR_A).state  # type: ignore[union-attr]
-                          is PresenceState.REQUIRES_TAP), what="requiresTap after the window")
+                          is PresenceState.REQUIRES_TAP), what="requiresTap after the window",
+                   within=20)
     released.set()
     rig.radio.inject(make_advertisement())  # the beacon is back, which lets the connect finish
     await wait_for(lambda: service.tracker.view(ADDR_A).last_seen == rig.clock.monotonic(),  # type: ignore[union-attr]
-                   what="the advertisement")
-    await wait_for(lambda: ADDR_A not in rig.radio.links, what="the late link dropped")
+                   what="the advertisement", within=20)
+    await wait_for(lambda: rig.radio.completed.count(ADDR_A) == 2, what="the late connect",
+                   within=20)
+    await wait_for(lambda: ADDR_A not in rig.radio.links, what="the late link dropped", within=20)
     view = service.tracker.view(ADDR_A)
     assert view is not None and view.state is PresenceState.REQUIRES_TAP and not view.linked
-    assert await rig.stored_state() == [(ADDR_A, "requiresTap")]
+    await rig.wait_stored("requiresTap")
 
 
 async def test_a_wall_clock_an_hour_behind_at_restart_does_not_stretch_the_window(rig: Rig) -> None:

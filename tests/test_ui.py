@@ -103,6 +103,7 @@ async def test_login_live_frame_chart_and_pairing(browser: Browser, site: tuple[
     beacon = beacon_address(1)
     row = page.locator(f"#presence tr[data-id='{beacon}']")
     await expect(row).to_be_visible()
+    await expect(row.locator("td.area")).to_have_text("main")  # the local radio's area
     await row.get_by_role("combobox").select_option(label="alice")
     await row.get_by_role("button", name="Pair").click()
     await expect(row).to_have_attribute("data-state", "connected")

@@ -69,6 +69,9 @@ class BeaconView:
     pairing: Pairing | None
     linked: bool
     away_since: float | None
+    # Where it is: the area of the scanner that hears it best (areas.py), and that scanner's id.
+    area: str | None = None
+    scanner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

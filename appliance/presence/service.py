@@ -17,6 +17,7 @@ from typing import Any, Final
 from appliance.clock import Clock, mono_of, wall_of
 from appliance.errors import ApplianceError, RadioError, StorageFullError, StoreError
 from appliance.presence.model import (
+    Advertisement,
     BeaconView,
     Pairing,
     PresenceState,
@@ -85,7 +86,7 @@ class PresenceService:
         self.radio_name = radio_name
         self.tracker = Tracker(
             away_after=settings.away_after_s, reconnect_window=settings.reconnect_window_s,
-            forget_after=settings.forget_after_s,
+            forget_after=settings.forget_after_s, area=settings.area,
         )
         self.health = AdapterHealth()
         self._listeners: list[Listener] = []
@@ -218,6 +219,18 @@ class PresenceService:
         self._links.pop(address, None)  # a tap resets the connect backoff too
         self._links_dirty.set()
         return self._require(address)
+
+    # -- satellite scanners (appliance/mqtt/hub.py) -------------------------------------------
+    async def heard_by(self, scanner: str, area: str, advertisements: list[Advertisement]) -> None:
+        """A scanner's batch: presence and areas as if the local radio had heard them."""
+        now = self._clock.monotonic()
+        changes: list[StateChanged] = []
+        for adv in advertisements:
+            changes += self.tracker.advertisement(adv, now, scanner=scanner, area=area)
+        await self._apply(changes)
+
+    def scanner_gone(self, scanner: str) -> None:
+        self._publish(self.tracker.scanner_gone(scanner))
 
     # -- internals -----------------------------------------------------------------------------
     def _undo_pairing(self, address: str, pairing: Pairing | None, now: float) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from appliance.presence.areas import RSSI_CLAMP_DB as RSSI_CLAMP_DB
+from appliance.presence.areas import Areas, smooth_rssi
 from appliance.presence.model import (
     Advertisement,
     BeaconView,
@@ -21,24 +23,12 @@ from appliance.presence.model import (
     StateChanged,
 )
 
-# RSSI smoothing: a sample may move the estimate by at most RSSI_CLAMP_DB before averaging, then an
-# exponential moving average with weight RSSI_ALPHA. BLE RSSI swings 10-20 dB for single packets
-# (multipath fades, a body in the way); the clamp keeps one such packet from dragging the estimate,
-# the EMA follows a real move within ~5 packets (about half a second at 100 ms advertising) and
-# needs O(1) memory per beacon, unlike a median window.
-RSSI_ALPHA: Final = 0.3
-RSSI_CLAMP_DB: Final = 15.0
+# The scanner id of the appliance's own radio; satellite scanners have the ids they were given.
+LOCAL_SCANNER: Final = "local"
 
 
 class UnknownBeaconError(KeyError):
     """No beacon with that address has been seen (or it is not paired, for unpair/reconnect)."""
-
-
-def smooth_rssi(previous: float | None, sample: int) -> float:
-    if previous is None:
-        return float(sample)
-    delta = max(-RSSI_CLAMP_DB, min(RSSI_CLAMP_DB, sample - previous))
-    return previous + RSSI_ALPHA * delta
 
 
 @dataclass(slots=True)
@@ -56,32 +46,36 @@ class _Beacon:
     linked: bool = False
     away_since: float | None = None
 
-    def view(self) -> BeaconView:
+    def view(self, areas: Areas) -> BeaconView:
         return BeaconView(
             address=self.address, name=self.name, beacon_id=self.beacon_id, rssi=self.rssi,
             rssi_smoothed=self.rssi_smoothed, first_seen=self.first_seen,
             last_seen=self.last_seen, state=self.state, pairing=self.pairing,
-            linked=self.linked, away_since=self.away_since,
+            linked=self.linked, away_since=self.away_since, area=areas.area(self.address),
+            scanner=areas.scanner(self.address),
         )
 
 
 class Tracker:
-    def __init__(self, *, away_after: float, reconnect_window: float, forget_after: float) -> None:
+    def __init__(self, *, away_after: float, reconnect_window: float, forget_after: float,
+                 area: str = "main", areas: Areas | None = None) -> None:
         if not 0 < away_after < reconnect_window:
             msg = "away_after must be positive and shorter than reconnect_window"
             raise ValueError(msg)
         self.away_after = away_after
         self.reconnect_window = reconnect_window
         self.forget_after = forget_after
+        self.area = area  # the local radio's
+        self.areas = areas or Areas()
         self._beacons: dict[str, _Beacon] = {}
 
     # -- queries -------------------------------------------------------------------------------
     def view(self, address: str) -> BeaconView | None:
         beacon = self._beacons.get(address)
-        return beacon.view() if beacon else None
+        return beacon.view(self.areas) if beacon else None
 
     def views(self) -> list[BeaconView]:
-        return [beacon.view() for beacon in sorted(self._beacons.values(), key=_sort_key)]
+        return [beacon.view(self.areas) for beacon in sorted(self._beacons.values(), key=_sort_key)]
 
     def window_from(self, address: str) -> float:
         """Where the reconnect window of a beacon counts from (monotonic)."""
@@ -122,7 +116,11 @@ class Tracker:
         self._beacons[address] = beacon
         return self._settle(beacon, now)
 
-    def advertisement(self, adv: Advertisement, now: float) -> list[StateChanged]:
+    def advertisement(self, adv: Advertisement, now: float, *, scanner: str = LOCAL_SCANNER,
+                      area: str | None = None) -> list[StateChanged]:
+        """One sighting, by the local radio or by the satellite ``scanner`` in ``area``: any
+        scanner's counts for presence; RSSI is the one of the scanner whose area it is in."""
+        moved = self.areas.heard(adv.address, scanner, area or self.area, adv.rssi, now)
         beacon = self._beacons.get(adv.address)
         if beacon is None:
             beacon = _Beacon(
@@ -136,10 +134,18 @@ class Tracker:
         if adv.name:
             beacon.name = adv.name
         beacon.beacon_id = adv.beacon_id
-        returning = beacon.away_since is not None or now - beacon.last_seen > self.away_after
-        beacon.rssi = adv.rssi
-        beacon.rssi_smoothed = smooth_rssi(None if returning else beacon.rssi_smoothed, adv.rssi)
-        return self._seen(beacon, now)
+        if moved or self.areas.scanner(adv.address) == scanner:
+            returning = (moved or beacon.away_since is not None
+                         or now - beacon.last_seen > self.away_after)
+            beacon.rssi = adv.rssi
+            beacon.rssi_smoothed = smooth_rssi(None if returning else beacon.rssi_smoothed, adv.rssi)
+        return self._seen(beacon, now, link_changed=moved)
+
+    def scanner_gone(self, scanner: str) -> list[StateChanged]:
+        """A satellite scanner went offline: the beacons in its area are in none until heard."""
+        held = [b for b in self._beacons.values() if self.areas.scanner(b.address) == scanner]
+        self.areas.scanner_gone(scanner)
+        return [StateChanged(b.address, b.state, b.state) for b in held]
 
     def link_up(self, address: str, now: float) -> list[StateChanged]:
         beacon = self._get(address)
@@ -224,6 +230,7 @@ class Tracker:
         if beacon.pairing is None:
             if not beacon.linked and absent > self.forget_after:
                 del self._beacons[beacon.address]
+                self.areas.forget(beacon.address)
                 return [StateChanged(beacon.address, old, None)]
             return []
         if beacon.state is PresenceState.CONNECTED and not beacon.linked and absent > self.away_after:

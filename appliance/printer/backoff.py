@@ -70,5 +70,5 @@ async def run_with_backoff(
         delay = backoff.next_delay()
         health.down(clock.monotonic(), error, delay)
         on_change()
-        _LOGGER.warning("Printer %s: %s; retrying in %.1f s", name, error, delay)
+        _LOGGER.warning("%s: %s; retrying in %.1f s", name, error, delay)
         await clock.sleep(delay)

@@ -69,7 +69,7 @@ class CameraLink:
 
     async def run(self) -> NoReturn:
         await run_with_backoff(
-            self._session, name="camera", clock=self._clock, backoff=self._backoff,
+            self._session, name="Printer camera", clock=self._clock, backoff=self._backoff,
             health=self.health, describe=self._describe, on_change=self._on_change,
             closed=f"{self._host}:{self._port} closed the camera stream")
 

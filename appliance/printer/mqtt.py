@@ -76,7 +76,7 @@ class MqttLink:
     async def run(self) -> NoReturn:
         """Connect, read, reconnect, until cancelled."""
         await run_with_backoff(
-            self._session, name="MQTT", clock=self._clock, backoff=self._backoff,
+            self._session, name="Printer MQTT", clock=self._clock, backoff=self._backoff,
             health=self.health, describe=self._describe, on_change=self._on_change,
             closed=f"{self._host}:{self._port} closed the connection")
 

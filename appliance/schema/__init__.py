@@ -11,6 +11,7 @@ TypeAdapters). Field names are the reference servers' (camelCase), so existing c
 - ``presence``: beacons, pairing, the radio's status;
 - ``relay``: what publishers send and browsers receive, the relay's delays and status;
 - ``printer``: the Bambu printer's state and commands;
+- ``mqtt``: satellite scanners and /status's MQTT part;
 - ``status``: /health and /status.
 
 Every name is re-exported here: ``from appliance.schema import Device`` and ``schema.Device``.
@@ -42,6 +43,7 @@ from appliance.schema.common import (
     describe,
     not_an_object,
 )
+from appliance.schema.mqtt import MqttStatus, ScannerInfo, Scanners
 from appliance.schema.presence import (
     BluetoothStatus,
     Device,
@@ -123,6 +125,7 @@ __all__ = [
     "LightAnswer",
     "LightRequest",
     "LoginRequest",
+    "MqttStatus",
     "NewPassword",
     "NewToken",
     "NewUser",
@@ -133,6 +136,8 @@ __all__ = [
     "PrinterAnswer",
     "PrinterState",
     "RelayStatus",
+    "ScannerInfo",
+    "Scanners",
     "SessionInfo",
     "SetupError",
     "SetupStatus",

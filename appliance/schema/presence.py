@@ -37,6 +37,10 @@ class Device(BaseModel):
     userName: str | None
     firstSeen: ApiTime
     lastSeen: ApiTime
+    # Where it is (README, "More rooms"): the area of the scanner that hears it best, and that
+    # scanner's id ("local": the appliance's own radio); None until a scanner has heard it.
+    area: str | None = None
+    scanner: str | None = None
 
     @classmethod
     def of(cls, view: BeaconView, wall_of: Callable[[float], datetime]) -> Device:
@@ -48,6 +52,7 @@ class Device(BaseModel):
             userId=view.pairing.user_id if view.pairing else None,
             userName=view.pairing.user_name if view.pairing else None,
             firstSeen=wall_of(view.first_seen), lastSeen=wall_of(view.last_seen),
+            area=view.area, scanner=view.scanner,
         )
 
 

@@ -109,6 +109,16 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX recordings_state ON recordings (state);
     """,
+    # 5: satellite scanners (MQTT): the broker checks their passwords, so only the hash in
+    #    mosquitto's own format (PBKDF2-SHA512) is kept; the area is where the scanner stands.
+    """
+    CREATE TABLE scanners (
+        id TEXT PRIMARY KEY,
+        area TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
 )
 
 LATEST: Final = len(MIGRATIONS)

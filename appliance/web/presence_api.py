@@ -36,6 +36,8 @@ async def devices() -> schema.Devices:
 class Status(schema.Status):
     # Recording, rendering, the space the videos use and whether low space paused recording.
     timelapse: TimelapseStatus
+    # The broker link and the scanners' batches, with what was dropped and why.
+    mqtt: schema.MqttStatus
 
 
 @blueprint.get("/status")
@@ -72,6 +74,7 @@ async def status() -> Status:
         storage=schema.StorageStatus.model_validate(system_status.storage(ctx.settings, ctx.db)),
         printer=ctx.printer.status(),
         timelapse=TimelapseStatus.model_validate(ctx.timelapses.status()),
+        mqtt=schema.MqttStatus.model_validate(ctx.mqtt.status()),
     )
 
 

@@ -242,13 +242,15 @@
       const cells = [
         el("th", { scope: "row", textContent: device.name }),
         el("td", { textContent: device.userName || "–" }),
+        // The room of the scanner that hears it best (absent from an older appliance's answer).
+        el("td", { className: "area", textContent: device.area || "–" }),
         el("td", { textContent: device.rssi === null ? "–" : `${device.rssi} dBm` }),
         el("td", { textContent: localTime(device.lastSeen) }),
         state,
         actions(device),
       ];
       // Labels for the phone layout, where each row becomes a card (see style.css).
-      ["Name", "User", "RSSI", "Last seen", "State", ""].forEach((label, i) => { cells[i].dataset.label = label; });
+      ["Name", "User", "Area", "RSSI", "Last seen", "State", ""].forEach((label, i) => { cells[i].dataset.label = label; });
       const row = el("tr", {}, ...cells);
       row.dataset.id = device.id;
       row.dataset.state = device.state;

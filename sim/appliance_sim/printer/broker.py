@@ -7,29 +7,23 @@ code nor any other password is ever a process argument.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import getpass
-import hashlib
 import os
-import secrets
 import shutil
 import socket
 from pathlib import Path
 from typing import Final
 
+from appliance.auth.scanners import mosquitto_hash
 from appliance_sim.printer.certs import CertFiles
 
 MOSQUITTO: Final = "/usr/sbin/mosquitto"
-ITERATIONS: Final = 101  # mosquitto_passwd's default
 START_TIMEOUT_S: Final = 10.0
 
 
 def password_line(user: str, password: str) -> str:
-    salt = secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, ITERATIONS)
-    return (f"{user}:$7${ITERATIONS}${base64.b64encode(salt).decode()}$"
-            f"{base64.b64encode(digest).decode()}\n")
+    return f"{user}:{mosquitto_hash(password)}\n"
 
 
 def free_port() -> int:
@@ -40,10 +34,14 @@ def free_port() -> int:
 
 
 class StandinBroker:
-    """mosquitto for one stand-in printer; ``users`` maps user names to passwords."""
+    """mosquitto for one stand-in printer; ``users`` maps user names to passwords.
 
-    def __init__(self, directory: Path, certs: CertFiles, users: dict[str, str],
-                 port: int | None = None) -> None:
+    The scanners' tests use it plain (``certs`` None) with the password file, ACL and pid file
+    the appliance writes (``password_file``, ``extra``)."""
+
+    def __init__(self, directory: Path, certs: CertFiles | None, users: dict[str, str],
+                 port: int | None = None, *, password_file: Path | None = None,
+                 extra: str = "") -> None:
         if not Path(MOSQUITTO).exists() and not shutil.which("mosquitto"):
             msg = "mosquitto is missing: sudo apt-get install mosquitto"
             raise RuntimeError(msg)
@@ -52,13 +50,18 @@ class StandinBroker:
         self.users = users
         self.port = port or free_port()
         self.log = directory / "mosquitto.log"
+        self.password_file = password_file
+        self.extra = extra
         self._process: asyncio.subprocess.Process | None = None
 
     def _write_config(self) -> Path:
-        passwd = self.directory / "passwd"
-        fd = os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.writelines(password_line(user, pw) for user, pw in self.users.items())
+        passwd = self.password_file or self.directory / "passwd"
+        if self.password_file is None:
+            fd = os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.writelines(password_line(user, pw) for user, pw in self.users.items())
+        tls = (f"cafile {self.certs.ca}\ncertfile {self.certs.cert}\nkeyfile {self.certs.key}\n"
+               if self.certs else "")
         config = self.directory / "mosquitto.conf"
         config.write_text(
             "# The stand-in printer's broker (appliance_sim/printer/broker.py)\n"
@@ -67,8 +70,7 @@ class StandinBroker:
             f"password_file {passwd}\n"
             f"log_dest file {self.log}\nlog_type error\nlog_type warning\nlog_type notice\n"
             "connection_messages true\n"
-            f"listener {self.port} 127.0.0.1\n"
-            f"cafile {self.certs.ca}\ncertfile {self.certs.cert}\nkeyfile {self.certs.key}\n")
+            f"{self.extra}listener {self.port} 127.0.0.1\n{tls}")
         return config
 
     async def start(self) -> None:
