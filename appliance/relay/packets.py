@@ -64,12 +64,17 @@ class TolerantPacket(sio_packet.Packet):  # type: ignore[misc]  # python-socketi
 class QuietLogger(logging.LoggerAdapter[logging.Logger]):
     """The logger python-socketio and python-engineio get: a failure inside them (bad input from
     a client) is one warning line without traceback, rate-limited; anything else, such as a bug
-    in the app's own handlers, keeps its traceback."""
+    in the app's own handlers, keeps its traceback. Below WARNING nothing is logged, as with
+    the libraries' own loggers at their defaults."""
 
     def __init__(self) -> None:
         super().__init__(_LOGGER, {})
         self._last = -LOG_EVERY_S
         self._unlogged = 0
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level >= logging.WARNING:  # their INFO lines are one per event and connection
+            super().log(level, msg, *args, **kwargs)
 
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         if not self.error_is_the_clients(exc_info):
