@@ -20,6 +20,7 @@ from appliance.clock import Clock, SystemClock
 from appliance.presence.radio import Radio, make_radio
 from appliance.presence.service import PresenceService
 from appliance.printer.service import PrinterService
+from appliance.relay.packets import QuietProtocolErrors
 from appliance.relay.service import RelayService
 from appliance.relay.socket import BROWSERS, RelayChannels
 from appliance.services import Services
@@ -190,7 +191,9 @@ def create_app(
     channels = RelayChannels(
         settings, lambda: running_services(app), lambda cookie: auth.load_token(cookie, app),
     )
-    combined = socketio.ASGIApp(channels.sio, other_asgi_app=app, socketio_path="socket.io")
+    combined = QuietProtocolErrors(
+        socketio.ASGIApp(channels.sio, other_asgi_app=app, socketio_path="socket.io"),
+        channels.quiet_log)
     # Outermost the proxy headers (the client, http or https), then the Host check, for both.
     checked = HostCheck(combined, settings)
     return Appliance(app, channels, TrustedProxyHeaders(checked, settings.trusted_proxies))

@@ -220,6 +220,18 @@ async def test_undecodable_packets_get_a_bad_json_ack_and_no_traceback(
     assert len([r for r in caplog.records if "could not be handled" in r.getMessage()]) <= 1
 
 
+@pytest.mark.parametrize("junk", ["", "x-not-a-packet", "\u00e9"])
+async def test_a_message_that_is_no_engineio_packet_closes_with_1002_and_no_traceback(
+        logged_in: Env, caplog: pytest.LogCaptureFixture, junk: str) -> None:
+    url = logged_in.base.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    async with ws_connect(url) as ws:
+        assert str(await ws.recv()).startswith("0")
+        await ws.send(junk)
+        assert await close_code(ws) == 1002
+    assert "Traceback" not in caplog.text
+    assert (await logged_in.client.get(f"{logged_in.base}/health")).status_code == 200
+
+
 async def test_browser_gets_the_latest_state_when_it_connects(logged_in: Env) -> None:
     app_env = logged_in
     token = await add_token(app_env.data_dir)

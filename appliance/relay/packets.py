@@ -11,6 +11,7 @@ like any other number), and what still cannot be handled is one short warning, a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -18,6 +19,7 @@ import time
 from types import TracebackType
 from typing import Any, Final
 
+from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 from socketio import packet as sio_packet
 
 _LOGGER = logging.getLogger(__name__)
@@ -105,3 +107,26 @@ def _exc_triple(exc_info: Any) -> tuple[type[BaseException] | None, BaseExceptio
     if isinstance(exc_info, BaseException):
         return type(exc_info), exc_info, exc_info.__traceback__
     return sys.exc_info()
+
+
+class QuietProtocolErrors:
+    """ASGI middleware for the Socket.IO transport: python-engineio decodes a WebSocket's
+    messages outside any handler, so a message that is no Engine.IO packet at all (empty text,
+    a first character that is no packet type) raises through to hypercorn, which logs a
+    traceback. Here such a connection is closed with 1002 (protocol error) and the quiet log's
+    one line."""
+
+    def __init__(self, app: ASGIFramework, log: QuietLogger) -> None:
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable,
+                       send: ASGISendCallable) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ValueError as exc:
+            if scope["type"] != "websocket" or not self.log.error_is_the_clients(exc):
+                raise
+            self.log.exception("bad WebSocket message", exc_info=exc)
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await send({"type": "websocket.close", "code": 1002, "reason": ""})

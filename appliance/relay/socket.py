@@ -141,7 +141,7 @@ class RelayChannels:
         self._settings = settings
         self._services = services
         self._load_session = load_session
-        quiet = QuietLogger()
+        self.quiet_log = quiet = QuietLogger()
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             cors_allowed_origins=self._origin_allowed,

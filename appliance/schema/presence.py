@@ -16,7 +16,10 @@ DeviceId = Annotated[str, AfterValidator(normalise_address),
                      WithJsonSchema({"type": "string",
                                      "pattern": r"^\s*[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}\s*$",
                                      "examples": ["AA:BB:CC:DD:EE:FF"]})]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+# The pattern only tells clients (the OpenAPI document) that blanks alone are not a name: it is
+# stripped first, so a non-empty value always has a non-blank character.
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128,
+                                             pattern=r"\S")]
 
 
 class Device(BaseModel):
