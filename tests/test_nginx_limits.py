@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -91,9 +92,14 @@ async def test_a_login_flood_gets_429_from_nginx_while_a_browser_session_works(
 async def test_requests_and_connections_beyond_a_clients_limits_get_429(nginx: str) -> None:
     async with httpx.AsyncClient(headers=GUESSER, timeout=30,
                                  limits=httpx.Limits(max_connections=100)) as client:
-        answers = await asyncio.gather(*(client.get(f"{nginx}/health") for _ in range(300)))
+        started = time.monotonic()
+        answers = await asyncio.gather(*(client.get(f"{nginx}/health") for _ in range(400)))
+        elapsed = time.monotonic() - started
     codes = [a.status_code for a in answers]
-    assert codes.count(429) >= 100 and set(codes) == {200, 429}, codes
+    # At most the burst (100) and 20/s for as long as the requests took pass (however slowly
+    # a loaded machine sent them); all others are nginx's 429.
+    assert set(codes) == {200, 429}, codes
+    assert codes.count(200) <= 100 + 20 * elapsed + 1, (codes.count(200), elapsed)
     # Connections: WebSockets held open count until they close; the 61st is refused.
     url = nginx.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
     held = [await ws_connect(url, additional_headers=OWNER) for _ in range(60)]
