@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, StringConstraints, WithJsonSchema
 
 from appliance.presence.model import BeaconView, PresenceState, normalise_address
-from appliance.schema.common import Answer
+from appliance.schema.common import NOT_BLANK_PATTERN, Answer
 from appliance.schema.time import ApiTime
 
 DeviceId = Annotated[str, AfterValidator(normalise_address),
@@ -19,7 +19,7 @@ DeviceId = Annotated[str, AfterValidator(normalise_address),
 # The pattern only tells clients (the OpenAPI document) that blanks alone are not a name: it is
 # stripped first, so a non-empty value always has a non-blank character.
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128,
-                                             pattern=r"\S")]
+                                             pattern=NOT_BLANK_PATTERN)]
 
 
 class Device(BaseModel):

@@ -18,7 +18,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from appliance.schema.common import Answer
+from appliance.schema.common import BLANKS, Answer
 from appliance.schema.time import ApiTime
 
 DAY_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -35,7 +35,8 @@ STATUS_MAX_LEN: Final = 200
 # for the check and for the OpenAPI document's pattern (so generated clients know it too).
 _REFUSED_CHARS: Final = (r"\u0000-\u001f\u007f-\u009f\u2028\u2029\u061c\u200e\u200f"
                          r"\u202a-\u202e\u2066-\u2069")
-ONE_LINE_PATTERN: Final = rf"^[^{_REFUSED_CHARS}]*[^\s{_REFUSED_CHARS}][^{_REFUSED_CHARS}]*$"
+ONE_LINE_PATTERN: Final = (rf"^[^{_REFUSED_CHARS}]*[^{BLANKS}{_REFUSED_CHARS}]"
+                           rf"[^{_REFUSED_CHARS}]*$")
 _REFUSED: Final = re.compile(f"[{_REFUSED_CHARS}]")
 
 
