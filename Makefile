@@ -30,7 +30,7 @@ VENDOR := appliance/web/static/vendor
 VENDOR_JS := $(VENDOR)/socket.io.min.js
 
 .PHONY: help system-packages setup run test pytest lint bench bench-relay firmware-test firmware-size firmware firmware-sim flash \
-  flash-beacons wheel hil-test constraints clean
+  flash-beacons wheel hil-test constraints clean fuzz soak
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -137,6 +137,16 @@ bench: setup ## issue 14's goals beside their anchors (REST, relay, nginx, write
 	$(BIN)/python tests/bench/goals.py --out build/bench $(BENCH_ARGS)
 	$(BIN)/python tests/bench/timelapse_bench.py --out build/bench
 	$(BIN)/python tests/bench/mqtt_bench.py --out build/bench
+
+# FUZZ_ARGS: e.g. --examples 100 --sio-examples 200 (tests/hardening/fuzz.py --help).
+FUZZ_ARGS ?=
+fuzz: setup ## schemathesis (every check; anonymous, logged in, with a token) and a Socket.IO fuzzer against `appliance serve`; 0 server errors, db check ok (minutes; build/fuzz/)
+	$(BIN)/python tests/hardening/fuzz.py --out build/fuzz $(FUZZ_ARGS)
+
+# SOAK_ARGS: e.g. --minutes 60 --browsers 100 (tests/hardening/soak.py --help).
+SOAK_ARGS ?=
+soak: setup ## 100 browsers, 2 publishers at 2 fps, 20 logins/min through nginx for 10 min: errors, RSS growth, p95 frame latency (build/soak/)
+	$(BIN)/python tests/hardening/soak.py --out build/soak $(SOAK_ARGS)
 
 bench-relay: setup ## the full relay table (1, 10, 50 browsers, deflate on and off); build/bench/
 	$(BIN)/python tests/bench/relay_bench.py --out build/bench

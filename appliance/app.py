@@ -21,6 +21,7 @@ from appliance.mqtt.service import MqttService
 from appliance.presence.radio import Radio, make_radio
 from appliance.presence.service import PresenceService
 from appliance.printer.service import PrinterService
+from appliance.relay.packets import QuietProtocolErrors
 from appliance.relay.service import RelayService
 from appliance.relay.socket import BROWSERS, RelayChannels
 from appliance.services import Services
@@ -42,6 +43,7 @@ from appliance.web import (
     timelapse_videos_api,
 )
 from appliance.web.context import EXTENSION_KEY
+from appliance.web.hosts import HostCheck
 from appliance.web.openapi import Provider
 from appliance.web.proxy import TrustedProxyHeaders
 
@@ -81,7 +83,8 @@ class Appliance:
     def __init__(self, quart: Quart, channels: RelayChannels, asgi: TrustedProxyHeaders) -> None:
         self.quart = quart  # the web app: routes, the OpenAPI document
         self.channels = channels  # the Socket.IO server
-        self._asgi = asgi  # what hypercorn serves: Socket.IO and Quart behind the proxy headers
+        # What hypercorn serves: Socket.IO and Quart behind the Host check and the proxy headers.
+        self._asgi = asgi
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable,
                        send: ASGISendCallable) -> None:
@@ -194,5 +197,9 @@ def create_app(
     channels = RelayChannels(
         settings, lambda: running_services(app), lambda cookie: auth.load_token(cookie, app),
     )
-    combined = socketio.ASGIApp(channels.sio, other_asgi_app=app, socketio_path="socket.io")
-    return Appliance(app, channels, TrustedProxyHeaders(combined, settings.trusted_proxies))
+    combined = QuietProtocolErrors(
+        socketio.ASGIApp(channels.sio, other_asgi_app=app, socketio_path="socket.io"),
+        channels.quiet_log)
+    # Outermost the proxy headers (the client, http or https), then the Host check, for both.
+    checked = HostCheck(combined, settings)
+    return Appliance(app, channels, TrustedProxyHeaders(checked, settings.trusted_proxies))

@@ -217,9 +217,11 @@ async def _serve(settings: Settings) -> int:
     from hypercorn.config import Config
 
     from appliance.app import create_app
+    from appliance.relay.socket import transport_max_bytes
 
     app = create_app(settings)
     config = Config()
+    config.websocket_max_message_size = transport_max_bytes(settings)
     config.bind = [f"unix:{settings.unix_socket}" if settings.unix_socket
                    else f"{settings.host}:{settings.port}"]
     config.accesslog = None

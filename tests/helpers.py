@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+import httpx
 import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -221,24 +222,28 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_server(app: Any, port: int = 0) -> AsyncIterator[str]:
-    """Serve an ASGI app with hypercorn on a loopback port (chosen by the kernel unless given)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+async def running_server(app: Any, port: int = 0, *,
+                         unix_socket: Path | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app with hypercorn on a loopback port (chosen by the kernel unless given),
+    or on ``unix_socket`` (for nginx in front; the URL yielded is then the socket's)."""
+    sock = socket.socket(socket.AF_UNIX if unix_socket else socket.AF_INET, socket.SOCK_STREAM)
+    if unix_socket:
+        sock.bind(str(unix_socket))
+        base, transport = "http://localhost", httpx.AsyncHTTPTransport(uds=str(unix_socket))
+    else:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        port = sock.getsockname()[1]
+        base, transport = f"http://127.0.0.1:{port}", httpx.AsyncHTTPTransport()
     sock.listen(64)
-    port = sock.getsockname()[1]
     config = Config()
     config.bind = [f"fd://{sock.fileno()}"]
     config.accesslog = None
     config.graceful_timeout = 1
     shutdown = asyncio.Event()
     task = asyncio.create_task(serve(app, config, shutdown_trigger=shutdown.wait))
-    base = f"http://127.0.0.1:{port}"
     try:
-        import httpx
-
-        async with httpx.AsyncClient() as probe:
+        async with httpx.AsyncClient(transport=transport) as probe:
 
             async def ready() -> bool:
                 if task.done():

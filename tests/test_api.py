@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -88,6 +89,15 @@ async def test_repeated_failures_are_throttled_with_retry_after(app_env: Env) ->
     assert 0 < int(blocked.headers["Retry-After"]) <= 300
     app_env.clock.advance(301)
     assert (await app_env.login()).status_code == 200
+
+
+async def test_a_failed_login_is_one_log_line_with_user_and_client_and_no_password(
+        app_env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    assert (await app_env.login(password="hunter2 wrong guess")).status_code == 401
+    failed = [r.getMessage() for r in caplog.records if "Failed login" in r.getMessage()]
+    assert failed == ["Failed login for 'alice' from 127.0.0.1"]
+    assert "hunter2" not in caplog.text
 
 
 async def _login_from(app_env: Env, client: str, password: str) -> httpx.Response:

@@ -131,7 +131,7 @@ async def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path)
 
             async def healthy() -> bool:
                 try:
-                    return (await client.get("http://appliance/health")).status_code == 200
+                    return (await client.get("http://localhost/health")).status_code == 200
                 except httpx.TransportError:
                     return False
 

@@ -12,10 +12,13 @@ import pytest
 import socketio
 from conftest import B1, Env
 from helpers import PASSWORD, Browser, add_token, add_user, make_jpeg_like, make_png, wait_for
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 from appliance.auth import accounts
 from appliance.auth.sessions import WATCH_S
-from appliance.relay.socket import JOIN_TIMEOUT_S, RECHECK_S
+from appliance.relay.socket import JOIN_TIMEOUT_S, RECHECK_S, transport_max_bytes
 from appliance.store.db import Database
 
 
@@ -117,6 +120,8 @@ BAD_INPUTS = [
     ("temphum", {"temperature": 21, "humidity": 140}, "invalid"),
     ("temphum", {"temperature": float("nan"), "humidity": 40}, "invalid"),
     ("temphum", {"temperature": True, "humidity": 40}, "invalid"),
+    ("temphum", {"temperature": 10**400, "humidity": 40}, "invalid"),  # an int no float holds
+    ("temphum", {"temperature": 21, "humidity": -(10**400)}, "invalid"),
     ("temphum", [21, 40], "invalid"),
     ("status", {"status": ""}, "invalid"),
     ("status", {"status": "x" * 201}, "invalid"),
@@ -153,6 +158,78 @@ async def test_oversized_frame_gets_a_clear_error_not_a_dropped_connection(
     assert (await publisher.call("image", {"image": big_b64}, timeout=20))["error"] == "too_large"
     assert publisher.connected
     assert await count(app_env, "images") == 0
+
+
+async def test_a_frame_far_over_the_limit_gets_an_error_ack_and_the_publisher_stays(
+    pair: tuple[Env, Browser, Any]
+) -> None:
+    app_env, browser, publisher = pair
+    for size in (4_500_000, 9_000_000):  # beyond the transport's headroom, as bytes and as base64
+        ack = await publisher.call("image", make_jpeg_like(size), timeout=30)
+        assert ack["ok"] is False and ack["error"] == "too_large", ack
+        assert "image_max_bytes" in ack["message"]
+        big_b64 = base64.b64encode(make_jpeg_like(size)).decode()
+        ack = await publisher.call("image", {"image": big_b64}, timeout=30)
+        assert ack["error"] == "too_large", ack
+    assert publisher.connected
+    assert await publisher.call("status", {"status": "still here"}) == {"ok": True}
+    await wait_for(lambda: browser.of("status2v"), what="the status after the big frames")
+    assert await count(app_env, "images") == 0
+
+
+async def test_a_message_beyond_the_transport_limit_closes_with_1009_message_too_big(
+    logged_in: Env
+) -> None:
+    token = await add_token(logged_in.data_dir)
+    limit = transport_max_bytes(logged_in.app.services.settings)
+    url = logged_in.base.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    async with ws_connect(url, max_size=None) as ws:
+        assert str(await ws.recv()).startswith("0")  # Engine.IO open
+        await ws.send('40{"token": "%s"}' % token)  # noqa: UP031 - the wire format
+        assert str(await ws.recv()).startswith("40")  # joined as a publisher
+        await ws.send(b"\x04" + make_jpeg_like(limit + 1))
+        assert await close_code(ws) == 1009
+
+
+async def close_code(ws: ClientConnection) -> int | None:
+    """The code the server closes a WebSocket with, after any messages still on their way."""
+    try:
+        while True:
+            await ws.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+async def test_undecodable_packets_get_a_bad_json_ack_and_no_traceback(
+    logged_in: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = await add_token(logged_in.data_dir)
+    url = logged_in.base.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    async with ws_connect(url) as ws:
+        assert str(await ws.recv()).startswith("0")
+        await ws.send('40{"token": "%s"}' % token)  # noqa: UP031 - the wire format
+        assert str(await ws.recv()).startswith("40")
+        for bad in ('427["status", {"status": ', "9nonsense", '5x-["image"]', "42" + "9" * 150):
+            await ws.send(bad)
+        await ws.send('428["status", {"status": "still here"}]')
+        answers = [str(await ws.recv())]
+        while answers[-1] != '438[{"ok":true}]':  # the good status's ack: the connection stayed
+            answers.append(str(await ws.recv()))
+    assert answers[0].startswith("437[") and '"error":"bad_json"' in answers[0]
+    assert "Traceback" not in caplog.text
+    assert len([r for r in caplog.records if "could not be handled" in r.getMessage()]) <= 1
+
+
+@pytest.mark.parametrize("junk", ["", "x-not-a-packet", "\u00e9"])
+async def test_a_message_that_is_no_engineio_packet_closes_with_1002_and_no_traceback(
+        logged_in: Env, caplog: pytest.LogCaptureFixture, junk: str) -> None:
+    url = logged_in.base.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    async with ws_connect(url) as ws:
+        assert str(await ws.recv()).startswith("0")
+        await ws.send(junk)
+        assert await close_code(ws) == 1002
+    assert "Traceback" not in caplog.text
+    assert (await logged_in.client.get(f"{logged_in.base}/health")).status_code == 200
 
 
 async def test_browser_gets_the_latest_state_when_it_connects(logged_in: Env) -> None:

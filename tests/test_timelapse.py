@@ -340,7 +340,7 @@ async def test_without_a_printer_recordings_are_by_interval_and_layer_mode_is_re
     assert (status["mode"], status["recording"], status["usedBytes"]) == ("interval", None, 0)
     assert (await env.client.get(f"{env.base}/api/timelapses")).json() == []
     layer = await env.client.post(f"{env.base}/api/timelapses", json={"mode": "layer"})
-    assert layer.status_code == 422 and "needs a linked printer" in layer.json()["message"]
+    assert layer.status_code == 409 and "needs a linked printer" in layer.json()["message"]
     long_job = await env.client.post(f"{env.base}/api/timelapses", json={"job": "x" * 201})
     assert long_job.status_code == 422 and "job" in long_job.json()["message"]
     started = await env.client.post(f"{env.base}/api/timelapses", json={})

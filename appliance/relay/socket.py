@@ -28,6 +28,7 @@ from appliance.auth.tokens import token_hash
 from appliance.errors import StorageFullError
 from appliance.presence.model import BeaconView
 from appliance.relay.frames import RelayInputError, frame_from_event
+from appliance.relay.packets import BAD_PACKET, QuietLogger, TolerantPacket
 from appliance.relay.service import FrameEvent, Reading, RelayEvent, RelayService, StatusEvent
 from appliance.services import Services
 from appliance.settings import Settings
@@ -48,9 +49,17 @@ STATUS_OUT: Final = "status2v"
 DEVICES_OUT: Final = "devices2v"  # on connect: the same body as GET /devices
 PRESENCE_OUT: Final = "presence2v"  # on change: one GET /devices entry, or {id, removed: true}
 PRINTER_OUT: Final = "printer2v"  # on connect and on change: the GET /api/printer body
-# The transport accepts messages this much above the image limit, so an oversized frame (even as
-# base64, 4/3 larger) reaches validation and gets a clear error instead of a dropped connection.
-TRANSPORT_HEADROOM: Final = 2
+# The largest WebSocket message the transport takes (python-engineio's max_http_buffer_size and
+# hypercorn's websocket_max_message_size, one number): 16 MiB, hypercorn's own default, or twice
+# the image limit when that is larger. Anything up to it reaches validation, so an oversized frame
+# (even as base64, 4/3 larger) gets a `too_large` ack and the connection stays. A message beyond it
+# is not read: hypercorn closes the WebSocket with code 1009 (message too big), the one standard
+# way to say why, as hypercorn has buffered it whole by then and engineio would drop it silently.
+TRANSPORT_MIN_BYTES: Final = 16 * 1024 * 1024
+
+
+def transport_max_bytes(settings: Settings) -> int:
+    return max(TRANSPORT_MIN_BYTES, settings.image_max_bytes * 2 + 64 * 1024)
 # Small events (readings, status, presence) waiting to go out; the oldest go first when full.
 OUTBOX_SIZE: Final = 1000
 # Open connections are re-checked the moment a session ends in this process (logout, a password
@@ -133,11 +142,12 @@ class RelayChannels:
         self._settings = settings
         self._services = services
         self._load_session = load_session
+        self.quiet_log = quiet = QuietLogger()
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             cors_allowed_origins=self._origin_allowed,
-            max_http_buffer_size=settings.image_max_bytes * TRANSPORT_HEADROOM + 64 * 1024,
-            logger=False, engineio_logger=False,
+            max_http_buffer_size=transport_max_bytes(settings),
+            serializer=TolerantPacket, logger=quiet, engineio_logger=quiet,
         )
         self._channels: dict[str, _BrowserChannel] = {}
         self._unjoined: dict[str, float] = {}  # Engine.IO sid -> when first seen not joined
@@ -152,6 +162,7 @@ class RelayChannels:
         self.sio.on(IMAGE_IN, self._image)
         self.sio.on(TEMPHUM_IN, self._temphum)
         self.sio.on(STATUS_IN, self._status)
+        self.sio.on(BAD_PACKET, self._bad_packet)
 
     @property
     def service(self) -> RelayService:
@@ -349,6 +360,9 @@ class RelayChannels:
             await self.service.status(_checked(schema.STATUS_EVENT, data).status)
 
         return await self._handle(sid, work)
+
+    async def _bad_packet(self, _sid: str, *_data: Any) -> dict[str, Any]:
+        return _ack(error="bad_json", message="the event's data is not valid JSON")
 
     # -- browsers out --------------------------------------------------------------------------
     def _on_relay(self, event: RelayEvent) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 
@@ -48,3 +50,11 @@ class Done(Answer):
     success: bool = True
     message: str
 
+
+
+# The characters str.strip() removes (Python's whitespace), spelled out for the OpenAPI document's
+# patterns: a JSON Schema `\s` is ECMAScript's, which differs (U+0085, U+001C-001F, U+FEFF).
+BLANKS: Final = (r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a"
+                 r"\u2028\u2029\u202f\u205f\u3000")
+# A value with at least one character that is not blank (what strip-then-min_length 1 keeps).
+NOT_BLANK_PATTERN: Final = rf"[^{BLANKS}]"

@@ -213,7 +213,7 @@ class TimelapseService:
         mode = mode or self.default_mode
         if mode == LAYER and not self._printer.configured:
             msg = "layer mode needs a linked printer (its layer_num); use interval"
-            raise TimelapseError(msg, code="invalid", status=422)
+            raise TimelapseError(msg, code="no_printer", status=409)  # the state, not the input
         async with self._lock:
             if self._active is not None:
                 msg = (f"timelapse {self._active.recording.id} is recording; stop it first "

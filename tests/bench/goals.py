@@ -39,17 +39,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import yaml
 from websockets.asyncio.client import connect as ws_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests/: the nginx site
 import printer_bench
 import relay_bench as rb  # the relay measurement this extends
+from nginx_site import nginx_binary, render_nginx
 
 HERE = rb.HERE
 REPO = rb.REPO
-NGINX_ROLE = REPO / "ansible" / "roles" / "nginx"
 REFERENCE_VENV = REPO / "build" / "bench" / "reference-venv"
 PRODUCTION_VENV = REPO / "build" / "bench" / "production-venv"
 REFERENCE_REQUIREMENTS = HERE / "requirements-reference.txt"
@@ -83,42 +82,6 @@ def write_bytes(pid: int) -> int:
         if line.startswith("write_bytes:"):
             return int(line.split()[1])
     return 0
-
-
-def nginx_binary() -> str:
-    path = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/bin")
-    if path is None:
-        msg = "nginx is missing: apt-get install nginx (system-packages/test.txt)"
-        raise SystemExit(msg)
-    return path
-
-
-def render_nginx(out: Path, port: int, app_socket: Path) -> Path:
-    """The project's nginx site for a loopback port and the app's socket, in a main nginx.conf."""
-    defaults = yaml.safe_load((NGINX_ROLE / "defaults" / "main.yml").read_text())
-    values = {**defaults, "nginx_listen_port": port, "nginx_app_socket": str(app_socket),
-              "ansible_managed": "rendered by tests/bench/goals.py"}
-    template = jinja2.Template((NGINX_ROLE / "templates" / "appliance-site.conf.j2").read_text(),
-                               undefined=jinja2.StrictUndefined)
-    (out / "site.conf").write_text(template.render(values))
-    conf = out / "nginx.conf"
-    # One worker, pinned with the app: what one core of the Pi gives both.
-    # As root, nginx's worker would be "nobody" and could not reach the app's private socket.
-    user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(f"""
-{user}
-worker_processes 1;
-pid {out}/nginx.pid;
-error_log {out}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {out}/body;
-    proxy_temp_path {out}/proxy;
-    include {out}/site.conf;
-}}
-""")
-    return conf
 
 
 @contextlib.asynccontextmanager
