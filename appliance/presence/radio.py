@@ -211,7 +211,6 @@ class BleakRadio:
         from bleak import BleakScanner
         from bleak.exc import BleakError
 
-        await self.watch_bluez()
         bluez = self.scanner_args()
         scanner = BleakScanner(
             detection_callback=self._on_detection,
@@ -224,6 +223,7 @@ class BleakRadio:
             msg = f"cannot start scanning on {self._adapter}: {exc}; is bluetoothd running?"
             raise RadioError(msg) from exc
         self._scanner = scanner
+        await self.watch_bluez()  # once scanning works: the same bus, so it works too
 
     async def stop(self) -> None:
         for address in list(self._clients):
