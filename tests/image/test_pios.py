@@ -20,7 +20,7 @@ from typing import Final
 
 import pytest
 from image_helpers import ROOT, require_root, require_tools
-from test_boot import ADMIN, Guest, boot_and_check
+from test_boot import ADMIN, ADMIN_PASSWORD, Guest, boot_and_check
 
 from image import disk
 
@@ -207,7 +207,9 @@ def test_imagers_settings_and_the_first_boot_file_are_both_applied(tmp_path: Pat
     def both_applied(guest: Guest) -> None:
         maker = Guest(guest.machine, maker_key, user=IMAGER_USER)
         # cloud-init finished its first boot; the admin of the first-boot file got in (boot_and_check).
-        assert "status: done" in maker.ssh("cloud-init status --wait")
+        # Done, though "degraded" (status 2): Debian's cloud-init 25.1 calls the NoCloud fs_label
+        # setting the stand-in uses deprecated (image/README.md).
+        assert "status: done" in maker.ssh("cloud-init status --wait || true")
         assert maker.ssh("whoami").strip() == IMAGER_USER
         assert maker.ssh("sudo -n true; echo $?").strip() == "0"
         # Imager's hostname stays (the first-boot file names none), both users keep their keys.
@@ -216,8 +218,9 @@ def test_imagers_settings_and_the_first_boot_file_are_both_applied(tmp_path: Pat
         assert guest.ssh("whoami").strip() == ADMIN
         assert "imager" in maker.ssh("cat ~/.ssh/authorized_keys") and "imager" not in guest.ssh(
             "cat ~/.ssh/authorized_keys")
-        # The first-boot file was applied once: the password is gone from the card.
-        assert "admin_password =" not in maker.ssh("sudo -n cat /boot/firmware/appliance.toml")
+        # The first-boot file was applied once: its lines are comments now, the password is gone.
+        applied = maker.ssh("sudo -n cat /boot/firmware/appliance.toml")
+        assert "# applied" in applied and ADMIN_PASSWORD not in applied
         # The appliance's SSH policy holds after cloud-init wrote its own.
         assert "passwordauthentication no" in maker.ssh("sudo -n sshd -T").splitlines()
         assert "Raspberry Pi reference" in maker.ssh("cat /etc/rpi-issue")
