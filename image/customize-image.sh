@@ -2,7 +2,8 @@
 # Customise an existing Raspberry Pi card image (Raspberry Pi OS trixie arm64 Lite, or an image
 # from this build) with the same playbook instead of building Debian from scratch.
 # Usage: customize-image.sh BASE_IMAGE(.img|.img.xz) OUTPUT.img
-# Settings (environment): IMAGE_GROW_MB (2048): room added to the root file system for the
+# Settings (environment): IMAGE_APP_WHEEL (the app, installed by install_app after the playbook;
+# IMAGE_WHEEL empty then), IMAGE_GROW_MB (2048): room added to the root file system for the
 # playbook; the result is shrunk again to its content plus IMAGE_ROOT_FREE_MB (768), and the
 # base's own first-boot resizing (or appliance-growroot) fills the card.
 #
@@ -78,6 +79,8 @@ install -D -m 0644 "${here}/files/common/etc/systemd/system/appliance-growroot.s
 systemctl --root="${root}" enable --quiet appliance-growroot.service
 
 run_playbook "${root}" pi
+# The app, by the host's pip as in mkimage.sh (the playbook made the venv and left the wheel out).
+[ -z "${IMAGE_APP_WHEEL:-}" ] || install_app "${root}" arm64
 finalize_rootfs "${root}"
 write_release "${root}" pi "$(basename "${base}")"
 cp "${root}/etc/appliance-release" "${output}.release"

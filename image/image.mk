@@ -49,6 +49,10 @@ IMAGE_ANSIBLE_PLAYBOOK ?= $(if $(wildcard $(IMAGE_VENV)/bin/ansible-playbook),$(
 TWIN_DIR ?= $(IMAGE_BUILD)/twin
 # make flash-card DEVICE=/dev/sdX; FLASH_FORCE=1 allows a disk that is not removable/USB/SD (never a
 # mounted or system disk); FLASH_YES=1 skips the question.
+# The stand-in of Raspberry Pi OS Lite's layout (pios-standin.sh), a test input for BASE_IMAGE=...;
+# compressed quickly: it is only ever unpacked here.
+PIOS_STANDIN_IMG ?= $(IMAGE_BUILD)/raspios-STANDIN-trixie-arm64-lite.img
+PIOS_STANDIN_XZ_OPT ?= -T0 -1
 DEVICE ?=
 FLASH_FORCE ?=
 FLASH_YES ?=
@@ -73,13 +77,13 @@ IMAGE_ENV = IMAGE_SUITE='$(IMAGE_SUITE)' IMAGE_MIRROR='$(IMAGE_MIRROR)' \
   IMAGE_ANSIBLE_PLAYBOOK='$(IMAGE_ANSIBLE_PLAYBOOK)' IMAGE_CONSTRAINTS=constraints.txt \
   IMAGE_WHEEL="$$(ls $(WHEEL_DIR)/*.whl)" ANSIBLE_CONFIG=ansible/ansible.cfg
 
-.PHONY: image image-files image-base image-test image-test-files twin twin-base twin-test flash-card os-list image-clean image-FORCE
+.PHONY: pios-standin pios-test pios-boot-test pios-test-files image image-files image-base image-test image-test-files twin twin-base twin-test flash-card os-list image-clean image-FORCE
 
 .SECONDEXPANSION:
 
 # Kept although only pattern rules name them: the cache that makes rebuilds quick, and the images
 # that `make os-list` alone would otherwise delete as intermediate files.
-.PRECIOUS: $(IMAGE_WORK)/%/base.tar $(IMAGE_WORK)/%/rootfs.tar $(IMAGE_BUILD)/$(IMAGE_NAME)-%-arm64.img %.img.xz
+.PRECIOUS: $(PIOS_STANDIN_IMG) $(IMAGE_WORK)/%/base.tar $(IMAGE_WORK)/%/rootfs.tar $(IMAGE_BUILD)/$(IMAGE_NAME)-%-arm64.img %.img.xz
 
 image: ## the Pi image: build/appliance-V-arm64.img.xz, .bmap, .sha256 (BASE_IMAGE=... customises one)
 	@start=$$(date +%s); $(MAKE) --no-print-directory IMAGE_VERSION='$(IMAGE_VERSION)' image-files; \
@@ -91,6 +95,20 @@ twin: $(TWIN_IMG) ## the amd64 twin for QEMU: build/twin/disk.img, vmlinuz, init
 	@echo "Built $(TWIN_DIR): disk.img, vmlinuz, initrd.img; boot it with image/boot-twin.sh"
 
 twin-base: $(IMAGE_WORK)/twin/base.tar
+
+pios-standin: $(PIOS_STANDIN_IMG).xz ## a STAND-IN of Raspberry Pi OS Lite's layout from Debian packages, for BASE_IMAGE=...
+	@echo "Built $(PIOS_STANDIN_IMG).xz (a stand-in, not Raspberry Pi OS): make image BASE_IMAGE=$(PIOS_STANDIN_IMG).xz"
+
+# BASE_IMAGE for the Raspberry Pi OS tests: the one given, else the stand-in (built first).
+PIOS_BASE = $(or $(BASE_IMAGE),$(PIOS_STANDIN_IMG).xz)
+PIOS_TEST = @$(if $(BASE_IMAGE),,$(MAKE) --no-print-directory pios-standin &&) \
+  $(MAKE) --no-print-directory IMAGE_VERSION='$(IMAGE_VERSION)' BASE_IMAGE='$(PIOS_BASE)'
+
+pios-test: ## customise Raspberry Pi OS Lite (BASE_IMAGE=..., default the stand-in), check inside it against its base
+	$(PIOS_TEST) PIOS_TEST_MARKS=pios pios-test-files
+
+pios-boot-test: ## pios-test, then boot it in QEMU with Imager's user-data and the first-boot file
+	$(PIOS_TEST) PIOS_TEST_MARKS='pios or pios_boot' pios-test-files
 
 os-list: $(IMAGE_OS_LIST) ## the Raspberry Pi Imager repository file (IMAGE_BASE_URL=https://... where the .xz is served)
 
@@ -122,6 +140,12 @@ image-test-files: $(IMAGE_IMG)
 	APPLIANCE_IMAGE='$(IMAGE_IMG)' APPLIANCE_IMAGE_HTTP_PORT='$(IMAGE_TEST_HTTP_PORT)' \
 	  APPLIANCE_IMAGE_SSH_PORT='$(IMAGE_TEST_SSH_PORT)' \
 	  $(IMAGE_PYTHON) -m pytest -p no:cacheprovider tests/image -m 'tools or pi' -v -s
+
+# The stand-in's uncompressed image when it lies beside its .xz: nothing to unpack.
+pios-test-files: $(IMAGE_IMG)
+	APPLIANCE_IMAGE='$(IMAGE_IMG)' APPLIANCE_PIOS_BASE='$(or $(wildcard $(BASE_IMAGE:.xz=)),$(BASE_IMAGE))' \
+	  APPLIANCE_IMAGE_HTTP_PORT='$(IMAGE_TEST_HTTP_PORT)' APPLIANCE_IMAGE_SSH_PORT='$(IMAGE_TEST_SSH_PORT)' \
+	  $(IMAGE_PYTHON) -m pytest -p no:cacheprovider tests/image/test_pios.py -m '$(PIOS_TEST_MARKS)' -v -s
 endif
 
 # --- the chain ---
@@ -164,8 +188,14 @@ $(IMAGE_WORK)/base-image.id: image-FORCE
 # The shorter stem wins over the rule above for these names.
 $(IMAGE_BUILD)/$(IMAGE_NAME)-%-custom-arm64.img: $(IMAGE_WORK)/base-image.id \
     image/customize-image.sh $$(IMAGE_PLAYBOOK_DEPS) $(WHEEL_STAMP) | $(IMAGE_ANSIBLE_PLAYBOOK)
-	$(IMAGE_ENV) $(IMAGE_RELEASE_ENV) image/customize-image.sh '$(BASE_IMAGE)' $@
+	$(IMAGE_ENV) $(IMAGE_RELEASE_ENV) IMAGE_WHEEL= IMAGE_APP_WHEEL="$$(ls $(WHEEL_DIR)/*.whl)" \
+	  IMAGE_PIP_PYTHON='$(WHEEL_PYTHON)' image/customize-image.sh '$(BASE_IMAGE)' $@
 endif
+
+$(PIOS_STANDIN_IMG): $(IMAGE_WORK)/pi/base.tar image/pios-standin.sh image/mkimage.sh image/provision-lib.sh
+	image/pios-standin.sh $< $@
+
+$(PIOS_STANDIN_IMG).xz: IMAGE_XZ_OPT = $(PIOS_STANDIN_XZ_OPT)
 
 $(TWIN_IMG): $(IMAGE_WORK)/twin/rootfs.tar image/mkimage.sh image/provision-lib.sh
 	$(IMAGE_RELEASE_ENV) IMAGE_TARGET=twin IMAGE_BASE_NAME='debian-$(IMAGE_SUITE)' image/mkimage.sh $< $@ $(TWIN_DIR)

@@ -6,7 +6,10 @@
 #   initrd.img, for booting the image directly with QEMU's -kernel/-initrd (the twin).
 # Settings (environment): IMAGE_BOOT_MB (512), IMAGE_ROOT_FREE_MB (768); IMAGE_APP_WHEEL (install the
 # app into the image's venv first: install_app in provision-lib.sh); for the release stamp
-# (write_release in provision-lib.sh): IMAGE_VERSION, IMAGE_BUILD_ID, IMAGE_TARGET (pi|twin), IMAGE_BASE_NAME.
+# (write_release in provision-lib.sh): IMAGE_VERSION, IMAGE_BUILD_ID, IMAGE_TARGET (pi|twin), IMAGE_BASE_NAME;
+# IMAGE_TARGET=none writes no stamp (the Raspberry Pi OS stand-in, pios-standin.sh, is no appliance).
+# IMAGE_BOOT_LABEL (RASPIFIRM), IMAGE_ROOT_LABEL (RASPIROOT), IMAGE_DISK_ID (MBR disk id, 0x + 8 hex
+# digits; default: sfdisk picks one).
 #
 # The partitions are built as files and copied into the image: this needs neither loop partition
 # devices nor a vfat driver on the build host (mkfs.vfat -C and mtools write the FAT, mkfs.ext4 -d
@@ -24,6 +27,7 @@ boot_mb="${IMAGE_BOOT_MB:-512}"
 root_free_mb="${IMAGE_ROOT_FREE_MB:-768}"
 # The first partition starts at 4 MiB: erase-block aligned on SD cards, room for the MBR.
 offset_mb=4
+boot_label="${IMAGE_BOOT_LABEL:-RASPIFIRM}" root_label="${IMAGE_ROOT_LABEL:-RASPIROOT}"
 
 need_root "assembling the image (the root file system keeps its owners and device nodes)"
 need_tools mkfs.vfat mcopy mkfs.ext4 sfdisk
@@ -48,8 +52,10 @@ fi
 # The release stamp, written here once: the playbook stage's tarball is reused when only the
 # version changed (a commit that touches neither the app nor the playbook). A copy goes beside the
 # image (OUTPUT.release) for what describes it (os-list.json).
-write_release "${work}/root" "${IMAGE_TARGET:-unknown}" "${IMAGE_BASE_NAME:-unknown}"
-cp "${work}/root/etc/appliance-release" "${output}.release"
+if [ "${IMAGE_TARGET:-}" != none ]; then
+    write_release "${work}/root" "${IMAGE_TARGET:-unknown}" "${IMAGE_BASE_NAME:-unknown}"
+    cp "${work}/root/etc/appliance-release" "${output}.release"
+fi
 
 # /boot/firmware is the FAT partition's mount point: its content goes into the FAT, the directory
 # stays (empty) in the root file system.
@@ -67,8 +73,8 @@ if [ -n "${kernel_dir}" ]; then
     info "kernel ${kernel##*/} and its initrd copied to ${kernel_dir}"
 fi
 
-step "boot partition: FAT32 RASPIFIRM, ${boot_mb} MiB"
-mkfs.vfat -C -F 32 -n RASPIFIRM "${work}/boot.part" "$((boot_mb * 1024))" >/dev/null
+step "boot partition: FAT32 ${boot_label}, ${boot_mb} MiB"
+mkfs.vfat -C -F 32 -n "${boot_label}" "${work}/boot.part" "$((boot_mb * 1024))" >/dev/null
 if [ -n "$(ls -A "${work}/firmware")" ]; then
     # mtools refuses FAT geometry it finds odd unless told not to check; -s recursive, -m mtimes.
     MTOOLS_SKIP_CHECK=1 mcopy -s -m -i "${work}/boot.part" "${work}/firmware"/* ::/
@@ -78,8 +84,8 @@ info "$(MTOOLS_SKIP_CHECK=1 mdir -i "${work}/boot.part" -w ::/ | tr -s ' \n' ' '
 # The root file system holds its content plus some room; first boot grows it to fill the card.
 used_mb="$(du -s --block-size=1M "${work}/root" | cut -f1)"
 root_mb="$(((used_mb * 11 / 10 + root_free_mb + 3) / 4 * 4))"
-step "root partition: ext4 RASPIROOT, ${root_mb} MiB (${used_mb} MiB used)"
-mkfs.ext4 -q -F -L RASPIROOT -d "${work}/root" "${work}/root.part" "${root_mb}M"
+step "root partition: ext4 ${root_label}, ${root_mb} MiB (${used_mb} MiB used)"
+mkfs.ext4 -q -F -L "${root_label}" -d "${work}/root" "${work}/root.part" "${root_mb}M"
 
 step "disk image ${output}"
 total_mb="$((offset_mb + boot_mb + root_mb))"
@@ -87,6 +93,7 @@ rm -f "${work}/disk.img"
 truncate -s "${total_mb}M" "${work}/disk.img"
 sfdisk --quiet "${work}/disk.img" <<TABLE
 label: dos
+${IMAGE_DISK_ID:+label-id: ${IMAGE_DISK_ID}}
 unit: sectors
 
 start=$((offset_mb * 2048)), size=$((boot_mb * 2048)), type=c

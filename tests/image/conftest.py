@@ -1,7 +1,9 @@
 """Image tests: slow, need root and QEMU; not part of `make test`.
 
 Markers: `tools` (the image scripts on small inputs, seconds, root), `pi` (boots the arm64 image,
-minutes), `twin` (boots the amd64 twin). `make image-test` runs tools and pi, `make twin-test` twin.
+minutes), `twin` (boots the amd64 twin), `pios` and `pios_boot` (a customised Raspberry Pi OS image,
+test_pios.py). `make image-test` runs tools and pi, `make twin-test` twin, `make pios-test` pios,
+`make pios-boot-test` both pios markers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "tools: image scripts on small inputs (root, seconds)")
     config.addinivalue_line("markers", "pi: boots the arm64 Pi image in QEMU (minutes)")
     config.addinivalue_line("markers", "twin: boots the amd64 twin in QEMU")
+    config.addinivalue_line("markers", "pios: a customised Pi OS image against its base (root, seconds)")
+    config.addinivalue_line("markers", "pios_boot: boots a customised Pi OS image in QEMU (minutes)")
 
 
 @pytest.fixture(scope="session")
