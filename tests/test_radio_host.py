@@ -444,25 +444,3 @@ async def test_a_sketch_beacon_leaves_on_adv_off_typed_at_its_serial_port_and_re
             console.close()
             await guest.detach()
 
-
-async def test_a_sketch_beacon_turned_off_right_after_on_stays_off(
-    sim_binary: Path, tmp_path: Path
-) -> None:
-    # HIL scenario 3 turns a beacon on, and off again within a second: it must not stay on air.
-    async with running_radio(tmp_path, beacons=1, kind="sketch") as radio:
-        sketch = await radio.control.beacon(1)
-        assert sketch.serial is not None
-        python = await radio.control.add_beacon(2, kind="python")
-        guest = await Guest.attach(radio.hci_socket)
-        console = SerialConsole(sketch.serial)
-        try:
-            await guest.scan()
-            await guest.wait(lambda: bool(guest.since(0, B1)) and bool(guest.since(0, B2)))
-            for _ in range(5):
-                assert await console.command("adv off") == "ok adv=off"
-                assert await console.command("adv on") == "ok adv=on"
-            assert await console.command("adv off") == "ok adv=off"
-            await guest.assert_silent(B1, [python.address])
-        finally:
-            console.close()
-            await guest.detach()
