@@ -72,6 +72,17 @@ async def _seen_and_paired(rig: Rig) -> PresenceService:
     return service
 
 
+async def _linked_then_away(rig: Rig) -> PresenceService:
+    """Paired and linked, then the beacon leaves: away, in memory and in the file."""
+    service = await _seen_and_paired(rig)
+    await wait_for(lambda: service.tracker.view(ADDR_A).linked, what="link up")  # type: ignore[union-attr]
+    rig.radio.leave(ADDR_A)
+    rig.clock.advance(31)
+    await wait_for(lambda: service.tracker.view(ADDR_A).state is PresenceState.AWAY, what="away")  # type: ignore[union-attr]
+    await rig.wait_stored("away")
+    return service
+
+
 async def test_pairing_connects_and_is_stored_at_once(rig: Rig) -> None:
     service = await _seen_and_paired(rig)
     await wait_for(lambda: service.tracker.view(ADDR_A).linked, what="link up")  # type: ignore[union-attr]
@@ -86,12 +97,7 @@ async def test_pairing_an_unseen_beacon_is_refused(rig: Rig) -> None:
 
 
 async def test_restart_mid_window_keeps_counting_the_absence(rig: Rig) -> None:
-    service = await _seen_and_paired(rig)
-    await wait_for(lambda: service.tracker.view(ADDR_A).linked, what="link up")  # type: ignore[union-attr]
-    rig.radio.leave(ADDR_A)
-    rig.clock.advance(31)
-    await wait_for(lambda: service.tracker.view(ADDR_A).state is PresenceState.AWAY, what="away")  # type: ignore[union-attr]
-    await rig.wait_stored("away")
+    await _linked_then_away(rig)
     await rig.stop()
 
     rig.clock.advance(29 * 60)  # down for 29 minutes: 29 min 31 s since the beacon was last seen
@@ -148,11 +154,7 @@ async def test_a_connect_that_finishes_after_the_window_is_dropped_and_waits_for
 async def test_a_wall_clock_an_hour_behind_at_restart_does_not_stretch_the_window(rig: Rig) -> None:
     # A Pi without an RTC boots with the time it shut down at (fake-hwclock), or earlier: stored
     # times then lie in the future. Absence counts from the restart, never from an hour ahead.
-    service = await _seen_and_paired(rig)
-    await wait_for(lambda: service.tracker.view(ADDR_A).linked, what="link up")  # type: ignore[union-attr]
-    rig.radio.leave(ADDR_A)
-    rig.clock.advance(31)
-    await wait_for(lambda: service.tracker.view(ADDR_A).state is PresenceState.AWAY, what="away")  # type: ignore[union-attr]
+    await _linked_then_away(rig)
     await rig.stop()
     rig.clock = rig.clock.restart()
     rig.clock.set_wall(-3600)
