@@ -343,5 +343,8 @@ async def test_without_a_printer_recordings_are_by_interval_and_layer_mode_is_re
     assert layer.status_code == 409 and "needs a linked printer" in layer.json()["message"]
     long_job = await env.client.post(f"{env.base}/api/timelapses", json={"job": "x" * 201})
     assert long_job.status_code == 422 and "job" in long_job.json()["message"]
+    two_lines = await env.client.post(f"{env.base}/api/timelapses", json={"job": "a\r\nb"})
+    assert two_lines.status_code == 422, two_lines.text
+    assert two_lines.json()["message"] == "job: must be one line of printable text"
     started = await env.client.post(f"{env.base}/api/timelapses", json={})
     assert started.status_code == 201 and started.json()["mode"] == "interval"

@@ -9,17 +9,17 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, StringConstraints, WithJsonSchema
 
 from appliance.presence.model import BeaconView, PresenceState, normalise_address
-from appliance.schema.common import NOT_BLANK_PATTERN, Answer
+from appliance.schema.common import Answer, one_line, one_line_schema
 from appliance.schema.time import ApiTime
 
 DeviceId = Annotated[str, AfterValidator(normalise_address),
                      WithJsonSchema({"type": "string",
                                      "pattern": r"^\s*[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}\s*$",
                                      "examples": ["AA:BB:CC:DD:EE:FF"]})]
-# The pattern only tells clients (the OpenAPI document) that blanks alone are not a name: it is
-# stripped first, so a non-empty value always has a non-blank character.
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128,
-                                             pattern=NOT_BLANK_PATTERN)]
+# A user's id or name, stripped: one line of printable text (it is shown on the dashboard and
+# sent to Home Assistant).
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+                      AfterValidator(one_line), one_line_schema(128)]
 
 
 class Device(BaseModel):

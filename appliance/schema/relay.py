@@ -18,7 +18,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from appliance.schema.common import BLANKS, Answer
+from appliance.schema.common import Answer, one_line, one_line_schema
 from appliance.schema.time import ApiTime
 
 DAY_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -29,28 +29,9 @@ Temperature = Annotated[float, Strict(), Field(ge=-40.0, le=125.0, allow_inf_nan
 Humidity = Annotated[float, Strict(), Field(ge=0.0, le=100.0, allow_inf_nan=False,
                                             description="% relative humidity")]
 STATUS_MAX_LEN: Final = 200
-# Refused in a status: control characters (C0, DEL, C1: Unicode category Cc), the line and
-# paragraph separators (Zl, Zp), and the bidi controls that can make a status read backwards on
-# the dashboard (U+202E and friends, of Cf). None of them belongs in one line of text. One class,
-# for the check and for the OpenAPI document's pattern (so generated clients know it too).
-_REFUSED_CHARS: Final = (r"\u0000-\u001f\u007f-\u009f\u2028\u2029\u061c\u200e\u200f"
-                         r"\u202a-\u202e\u2066-\u2069")
-ONE_LINE_PATTERN: Final = (rf"^[^{_REFUSED_CHARS}]*[^{BLANKS}{_REFUSED_CHARS}]"
-                           rf"[^{_REFUSED_CHARS}]*$")
-_REFUSED: Final = re.compile(f"[{_REFUSED_CHARS}]")
-
-
-def _one_line(text: str) -> str:
-    if _REFUSED.search(text):
-        msg = "must be one line of printable text"
-        raise ValueError(msg)
-    return text
-
-
 StatusText = Annotated[str, Strict(), StringConstraints(
-    strip_whitespace=True, min_length=1, max_length=STATUS_MAX_LEN), AfterValidator(_one_line),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": STATUS_MAX_LEN,
-                    "pattern": ONE_LINE_PATTERN})]
+    strip_whitespace=True, min_length=1, max_length=STATUS_MAX_LEN), AfterValidator(one_line),
+    one_line_schema(STATUS_MAX_LEN)]
 
 
 def _check_day(text: str) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StringConstraints
 
 from appliance.schema import ApiTime
+from appliance.schema.common import one_line, one_line_schema
 from appliance.timelapse.service import TimelapseView
 
-Job = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Job = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                AfterValidator(one_line), one_line_schema(200)]
 
 
 class TimelapseStart(BaseModel):
