@@ -103,3 +103,21 @@ def test_the_tracker_counts_any_scanner_for_presence_and_reports_moves() -> None
     assert (view.area, view.scanner, view.rssi) == ("shop", "shop-1", -75)
     assert [c for c in changes if c.new is not c.old] == []
     assert len(changes) == 1  # the one move, reported as a change of the same state
+
+
+def test_the_local_radio_links_only_beacons_it_hears_itself() -> None:
+    """A beacon only a satellite hears is present, but a connect from here would wait for an
+    advertisement this radio never gets: it is not wanted for a link until the radio hears it."""
+    tracker = Tracker(away_after=30, reconnect_window=1800, forget_after=600, area="desk")
+    tracker.advertisement(make_advertisement(address=BEACON, rssi=-75), 0.0,
+                          scanner="shop-1", area="shop")
+    tracker.pair(BEACON, Pairing("u", "Ann"), 0.0)
+    view = tracker.view(BEACON)
+    assert view is not None and view.state is PresenceState.CONNECTED
+    assert tracker.wants_link(1.0) == []
+    tracker.advertisement(make_advertisement(address=BEACON, rssi=-60), 2.0)
+    assert tracker.wants_link(2.0) == [BEACON]
+    # Heard here last more than STALE_S ago, by the satellite since: no longer ours to link.
+    tracker.advertisement(make_advertisement(address=BEACON, rssi=-75), 2.0 + STALE_S,
+                          scanner="shop-1", area="shop")
+    assert tracker.wants_link(2.0 + STALE_S + 1) == []

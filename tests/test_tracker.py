@@ -41,9 +41,9 @@ def test_first_advertisement_discovers_beacon() -> None:
 def test_pairing_present_beacon_makes_it_connected_and_wanted_for_a_link() -> None:
     tracker = paired_tracker()
     assert state(tracker) is PresenceState.CONNECTED
-    assert tracker.wants_link() == [ADDR_A]
+    assert tracker.wants_link(1.0) == [ADDR_A]
     tracker.link_up(ADDR_A, 1.0)
-    assert tracker.wants_link() == []
+    assert tracker.wants_link(1.0) == []
     assert tracker.view(ADDR_A).linked  # type: ignore[union-attr]
 
 
@@ -68,7 +68,7 @@ def test_paired_beacon_back_within_window_reconnects_without_tap() -> None:
     assert state(tracker) is PresenceState.AWAY
     changes = tracker.advertisement(make_advertisement(), back_at)
     assert [(c.old, c.new) for c in changes] == [(PresenceState.AWAY, PresenceState.CONNECTED)]
-    assert tracker.wants_link() == [ADDR_A]
+    assert tracker.wants_link(back_at) == [ADDR_A]
 
 
 def test_paired_beacon_needs_tap_after_30_minutes_away() -> None:
@@ -79,7 +79,7 @@ def test_paired_beacon_needs_tap_after_30_minutes_away() -> None:
     # Coming back does not reconnect by itself ...
     assert tracker.advertisement(make_advertisement(), WINDOW + 10) == []
     assert state(tracker) is PresenceState.REQUIRES_TAP
-    assert tracker.wants_link() == []
+    assert tracker.wants_link(WINDOW + 10) == []
     # ... until the user taps Reconnect.
     changes = tracker.reconnect(ADDR_A, WINDOW + 11)
     assert [(c.old, c.new) for c in changes] == [(PresenceState.REQUIRES_TAP, PresenceState.CONNECTED)]

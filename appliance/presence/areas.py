@@ -71,6 +71,12 @@ class Areas:
             return None
         return beacon.heard[beacon.scanner].area
 
+    def hears(self, address: str, scanner: str, now: float) -> bool:
+        """Whether ``scanner`` has heard ``address`` within STALE_S."""
+        beacon = self._beacons.get(address)
+        heard = beacon.heard.get(scanner) if beacon else None
+        return heard is not None and now - heard.last <= self.stale_s
+
     def heard(self, address: str, scanner: str, area: str, rssi: int, now: float) -> bool:
         """One sighting of ``address`` by ``scanner`` (in ``area``); True when its area changed."""
         beacon = self._beacons.setdefault(address, _Beacon())

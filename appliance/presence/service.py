@@ -359,7 +359,7 @@ class PresenceService:
             await self._links_dirty.wait()
             self._links_dirty.clear()
             now = self._clock.monotonic()
-            for address in self.tracker.wants_link():
+            for address in self.tracker.wants_link(now):
                 attempt = self._links.setdefault(address, _LinkAttempt())
                 if attempt.task is None and now >= attempt.not_before:
                     attempt.task = asyncio.create_task(self._connect(address, attempt))

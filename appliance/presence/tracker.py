@@ -81,11 +81,14 @@ class Tracker:
         """Where the reconnect window of a beacon counts from (monotonic)."""
         return self._get(address).window_from
 
-    def wants_link(self) -> list[str]:
-        """Paired, present beacons the appliance should hold a GATT link to but does not."""
+    def wants_link(self, now: float) -> list[str]:
+        """Paired, present beacons the appliance should hold a GATT link to but does not, among
+        those its own radio hears: a beacon only a satellite scanner hears is present through
+        that scanner, and a connect from here would wait for an advertisement that never comes."""
         return [
             b.address for b in self._beacons.values()
             if b.state is PresenceState.CONNECTED and not b.linked
+            and self.areas.hears(b.address, LOCAL_SCANNER, now)
         ]
 
     def may_link(self, address: str, now: float) -> bool:
