@@ -64,6 +64,10 @@ REBOOT_S: Final = 600.0
 PRINTER_GUEST_ADDRESS: Final = "10.0.2.100"
 PRINTER_MQTT_PORT: Final = 8883
 PRINTER_CAMERA_PORT: Final = 6000
+# Where it finds the makerspace's own MQTT broker (scenario 10's mosquitto on the host), the way
+# it would find one on the LAN: another address of that network, the plain MQTT port.
+BROKER_GUEST_ADDRESS: Final = "10.0.2.101"
+BROKER_GUEST_PORT: Final = 1883
 
 
 def _path(value: str) -> Path:
@@ -129,6 +133,9 @@ class TwinMachineDriver(Driver, PowerProtocol):
     # The address the twin uses for them (the scenarios read it here: importing this module
     # again would register its labgrid classes twice).
     printer_address: str = PRINTER_GUEST_ADDRESS
+    # The loopback port where a broker on the host listens for BROKER_GUEST_ADDRESS:1883.
+    broker_port: int = attr.ib(default=0, init=False)
+    broker_address: str = BROKER_GUEST_ADDRESS
 
     @property
     def http_url(self) -> str:
@@ -161,14 +168,16 @@ class TwinMachineDriver(Driver, PowerProtocol):
             boot_extra=[(toml, "appliance.toml")], kernel=image_dir / "vmlinuz",
             initrd=image_dir / "initrd.img", cpu="max", ssh_port=self.ports.get("ssh", twin.ssh_port),
             http_port=self.ports.get("http", twin.http_port), bt_socket=_path(twin.bt_socket),
-            memory_mb=twin.memory_mb, guest_forwards=self._printer_forwards(),
+            memory_mb=twin.memory_mb, guest_forwards=self._guest_forwards(),
         )
 
-    def _printer_forwards(self) -> tuple[tuple[str, int, int], ...]:
+    def _guest_forwards(self) -> tuple[tuple[str, int, int], ...]:
         if not self.printer_ports:
             self.printer_ports = {"mqtt": free_port(), "camera": free_port()}
+            self.broker_port = free_port()
         return ((PRINTER_GUEST_ADDRESS, PRINTER_MQTT_PORT, self.printer_ports["mqtt"]),
-                (PRINTER_GUEST_ADDRESS, PRINTER_CAMERA_PORT, self.printer_ports["camera"]))
+                (PRINTER_GUEST_ADDRESS, PRINTER_CAMERA_PORT, self.printer_ports["camera"]),
+                (BROKER_GUEST_ADDRESS, BROKER_GUEST_PORT, self.broker_port))
 
     @property
     def running(self) -> bool:

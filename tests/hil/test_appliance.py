@@ -25,7 +25,7 @@ import pytest
 import socketio
 from helpers import make_png
 
-from .conftest import ROOT, wait_ready
+from .conftest import ROOT, restart_app, wait_ready
 from .rig import Rig, until
 
 APP_CONFIG: Final = "/etc/appliance/appliance.toml"
@@ -591,3 +591,93 @@ async def test_9_the_printer_on_the_host_reaches_a_browser_through_nginx(
         assert code not in logs  # the access code is in no log on the appliance
     finally:
         await standin.stop()
+
+
+# --- 10: virtual only: a satellite scanner beside the twin -------------------------------------------
+
+SATELLITE: Final = "hall"
+# A beacon id the twin's own air does not have (it has 1 and 2): only the satellite hears it.
+SATELLITE_BEACON: Final = 9
+MQTT_MARK: Final = "# --- HIL scenario 10: the makerspace's broker ---"
+MQTT_PASSWORD_FILE: Final = "/etc/appliance/hil-mqtt-password"
+
+
+async def _scanner_listed(client: Any, online: bool) -> dict[str, Any] | None:
+    listed = (await client.get("/api/scanners")).json()["scanners"]
+    found = next((s for s in listed if s["id"] == SATELLITE), None)
+    return found if found and found["online"] is online else None
+
+
+@pytest.mark.lg_feature("virtual")
+async def test_10_a_satellite_scanner_beside_the_twin_shows_its_beacon_in_its_room(
+        tuned: Rig, tmp_path: Path) -> None:
+    """The makerspace's own broker (Debian's mosquitto on the host; the twin reaches it at
+    BROKER_GUEST_ADDRESS:1883 through guestfwd, as one on the LAN) and a satellite scanner on the
+    host (tests/hil/satellite.py: the appliance's Scanner on a virtual radio with one beacon the
+    twin's radio cannot hear), issued on the twin with `appliance scanner add` as a maker would.
+    The beacon is present on the twin in the satellite's area, a pairing of it holds through the
+    satellite alone, and the scanner's death (SIGKILL) is seen through its last-will; with no
+    scanner hearing it, the paired beacon goes away."""
+    from appliance_sim.air import beacon_address
+    from appliance_sim.printer.broker import StandinBroker
+
+    rig = tuned
+    address = beacon_address(SATELLITE_BEACON)
+    app = f"sudo -u appliance /opt/appliance/bin/appliance --config {APP_CONFIG}"
+    hall_password = rig.sh(f"{app} scanner add {SATELLITE} --area {SATELLITE}").strip()
+    hub_password = base64.b32encode(os.urandom(10)).decode()  # a test rig's; [A-Z2-7] only
+    (tmp_path / "broker").mkdir()
+    broker = StandinBroker(tmp_path / "broker", None, {"hub": hub_password, SATELLITE: hall_password},
+                           rig.power.broker_port)
+    await broker.start()
+    block = "\n".join([MQTT_MARK, f'mqtt_url = "mqtt://hub@{rig.power.broker_address}:1883"',
+                       f'mqtt_password_file = "{MQTT_PASSWORD_FILE}"'])
+    rig.sh(f"umask 077 && printf '%s\\n' '{hub_password}' > {MQTT_PASSWORD_FILE} && "
+           f"chown appliance: {MQTT_PASSWORD_FILE} && printf '%s\\n' '{block}' >> {APP_CONFIG}",
+           sudo=True)
+    satellite: asyncio.subprocess.Process | None = None
+    try:
+        await asyncio.to_thread(restart_app, rig)
+        password_file = tmp_path / "hall-password"
+        password_file.write_text(hall_password + "\n")
+        password_file.chmod(0o600)
+        async with rig.web() as client:
+            async def on_broker() -> bool:
+                return bool((await client.get("/status")).json()["mqtt"]["connected"])
+            await until(on_broker, 120, "the twin on the makerspace's broker")
+            since = time.monotonic()
+            satellite = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.hil.satellite", "--port", str(broker.port),
+                "--user", SATELLITE, "--password-file", str(password_file),
+                "--beacon", str(SATELLITE_BEACON), cwd=ROOT)
+
+            async def in_the_hall() -> dict[str, Any] | None:
+                found = await device(client, address)
+                return found if found and (found["area"], found["scanner"]) == (SATELLITE, SATELLITE) \
+                    else None
+            await until(in_the_hall, 120, f"{address} in the area {SATELLITE} in GET /devices")
+            rig.measurements["satellite_sighting_s"] = round(time.monotonic() - since, 1)
+            listed = await until(lambda: _scanner_listed(client, True), 60, "the satellite online")
+            assert listed["beaconCount"] == 1 and listed["lastSeen"], listed
+            paired = await client.post("/pair", json={"deviceId": address, "userId": USER,
+                                                      "userName": "HIL hall"})
+            assert paired.status_code == 200, paired.text
+            # Present through the satellite alone: connected, without a GATT link from the twin.
+            found = await wait_state(client, address, "connected", 30)
+            assert found["isConnected"] is False and found["scanner"] == SATELLITE, found
+            satellite.kill()  # its plug pulled: no "offline" of its own, the broker's last-will
+            await asyncio.wait_for(satellite.wait(), 30)
+            await until(lambda: _scanner_listed(client, False), 60, "the satellite's last-will")
+            await wait_state(client, address, "away", 60)
+            unpaired = await client.post("/unpair", json={"deviceId": address})
+            assert unpaired.status_code == 200, unpaired.text
+        logs = rig.sh("cat /var/log/supervisor/*.log 2>/dev/null", sudo=True, check=False)
+        assert f"Connect to {address}" not in logs  # the twin's radio never tried to link to it
+        assert hub_password not in logs and hall_password not in logs
+    finally:
+        if satellite and satellite.returncode is None:
+            satellite.kill()
+            await asyncio.wait_for(satellite.wait(), 30)
+        await broker.stop()
+        rig.sh(f"sed -i '/^{MQTT_MARK}$/,$d' {APP_CONFIG} && rm -f {MQTT_PASSWORD_FILE}",
+               sudo=True, check=False)
