@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import stat
 import socket
 import subprocess
 import sys
@@ -148,8 +149,6 @@ async def test_the_rendered_broker_listens_on_loopback_and_tls_only_outside(
 
     import aiomqtt
 
-    from appliance_sim.printer.certs import make_certs
-
     out, _port = rendered
     settings = (out / "appliance.toml").read_text()
     conf = (out / "mosquitto.conf").read_text()
@@ -160,10 +159,21 @@ async def test_the_rendered_broker_listens_on_loopback_and_tls_only_outside(
     assert "allow_anonymous false" in conf and f"acl_file {out}/mqtt/acl" in conf
     program = (out / "supervisor-mosquitto.conf").read_text()
     assert "user=root" in program and f"-c {out}/mosquitto.conf" in program
-    certs = make_certs(out / "mqtt-certs", "APPLIANCE")
-    shutil.copy(certs.cert, out / "mqtt-cert.pem")
-    shutil.copy(certs.key, out / "mqtt-key.pem")
+    # The certificate as the appliance makes it (the rendered script), named after this host.
+    for made in (out / "mqtt-cert.pem", out / "mqtt-key.pem"):
+        made.unlink(missing_ok=True)
     (out / "mqtt").mkdir(exist_ok=True)
+    script = out / "appliance-mqtt-cert"
+    script.chmod(0o755)
+    first = _run(str(script))
+    assert first.returncode == 0 and "made" in first.stdout, first.stdout + first.stderr
+    cert = (out / "mqtt-cert.pem").read_bytes()
+    assert stat.S_IMODE((out / "mqtt-key.pem").stat().st_mode) == 0o600
+    assert stat.S_IMODE((out / "mqtt-cert.pem").stat().st_mode) == 0o644
+    again = _run(str(script))
+    assert again.returncode == 0 and (out / "mqtt-cert.pem").read_bytes() == cert  # made once
+    unit = (out / "appliance-mqtt-cert.service").read_text()
+    assert f"ConditionPathExists=!{out}/mqtt-cert.pem" in unit and "After=appliance-firstboot" in unit
     for name in ("passwd", "acl"):
         (out / "mqtt" / name).write_text("")
     process = await asyncio.create_subprocess_exec(
@@ -181,8 +191,13 @@ async def test_the_rendered_broker_listens_on_loopback_and_tls_only_outside(
                 return False
 
         assert await wait_for(lambda: refused(loopback), what="the loopback listener")
-        context = ssl.create_default_context(cafile=str(certs.ca))
-        context.check_hostname = False
+        # What a scanner does: trust mqtt-cert.pem (mqtt_ca_file) and check the name it dials.
+        context = ssl.create_default_context(cafile=str(out / "mqtt-cert.pem"))
+        name = f"{socket.gethostname().split('.')[0]}.local"
+        _reader, writer = await asyncio.open_connection("127.0.0.1", tls, ssl=context,
+                                                       server_hostname=name)
+        writer.close()
+        context.check_hostname = False  # aiomqtt names the host it dials: 127.0.0.1 here
         assert await wait_for(lambda: refused(tls, tls_context=context), what="the TLS listener")
         assert not await refused(tls)  # plain MQTT on the outside listener gets nowhere
     finally:
