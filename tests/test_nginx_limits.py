@@ -113,3 +113,24 @@ async def test_requests_and_connections_beyond_a_clients_limits_get_429(nginx: s
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=100)) as local:
         answers = await asyncio.gather(*(local.get(f"{nginx}/health") for _ in range(300)))
     assert {a.status_code for a in answers} == {200}
+
+
+
+async def test_an_ipv6_client_is_limited_per_64_not_per_address(nginx: str) -> None:
+    """A /64 is one client: a flood that takes a fresh address in it for every request is
+    limited as one, and the next /64 is another client. Both forms nginx writes an address in:
+    four groups before the "::", and a "::" among the first four."""
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=100)) as client:
+
+        async def get(address: str) -> int:
+            answer = await client.get(f"{nginx}/health", headers={"CF-Connecting-IP": address})
+            return answer.status_code
+
+        for flood, neighbour in (("2001:db8:1:2:{:x}::1", "2001:db8:1:3::1"),
+                                 ("2001:db8::{:x}:1", "2001:db8:0:1::1")):
+            started = time.monotonic()
+            codes = await asyncio.gather(*(get(flood.format(i + 1)) for i in range(300)))
+            elapsed = time.monotonic() - started
+            assert set(codes) == {200, 429}, (flood, codes)
+            assert codes.count(200) <= 100 + 20 * elapsed + 1, (flood, codes.count(200), elapsed)
+            assert await get(neighbour) == 200  # another /64: a bucket of its own
