@@ -10,7 +10,6 @@ could not.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ import aiomqtt
 from appliance.clock import Clock
 from appliance.printer.backoff import Backoff, run_with_backoff
 from appliance.printer.health import LinkHealth
+from appliance.printer.mqtt import serve_session
 from appliance.settings import MQTT_SCHEMES, Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -154,18 +154,18 @@ class MqttClient:
             max_queued_incoming_messages=INCOMING_QUEUE, logger=_LOGGER,
         )
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    await stack.enter_async_context(client)
-                    for topic in self._subscriptions:
-                        await client.subscribe(topic, qos=0, timeout=CONNECT_TIMEOUT_S)
-                    self._client = client
-                    if self._on_connect:
-                        await self._on_connect()
-                self.health.up(self._clock.monotonic())
-                _LOGGER.info("%s connected to %s", self._name, self.broker)
-                async for message in client.messages:
-                    if self._on_message:
-                        await self._on_message(message)
+            await serve_session(client, self._subscriptions, started=self._started,
+                                message=self._received)
         finally:
             self._client = None
+
+    async def _started(self, client: aiomqtt.Client) -> None:
+        self._client = client
+        if self._on_connect:
+            await self._on_connect()
+        self.health.up(self._clock.monotonic())
+        _LOGGER.info("%s connected to %s", self._name, self.broker)
+
+    async def _received(self, message: aiomqtt.Message) -> None:
+        if self._on_message:
+            await self._on_message(message)

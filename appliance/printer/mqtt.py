@@ -18,7 +18,7 @@ import contextlib
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, NoReturn
 
 import aiomqtt
@@ -46,6 +46,23 @@ REPORT_MAX_BYTES: Final = 512 * 1024
 INCOMING_QUEUE: Final = 200
 # Refusal codes of CONNACK: 4/5 in MQTT 3.1.1, 134/135 as paho's reason codes.
 _AUTH_REFUSED: Final = frozenset({4, 5, 134, 135})
+
+
+async def serve_session(client: aiomqtt.Client, topics: Iterable[str], *,
+                        started: Callable[[aiomqtt.Client], Awaitable[None]],
+                        message: Callable[[aiomqtt.Message], Awaitable[None]]) -> None:
+    """One MQTT session, for the printer's broker and the appliance's (mqtt/client.py): connect,
+    subscribe to ``topics`` and ``started(client)`` (its first publishes), all within
+    CONNECT_TIMEOUT_S; then every message to ``message`` until the connection ends."""
+    async with contextlib.AsyncExitStack() as stack:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await stack.enter_async_context(client)
+            for topic in topics:
+                await client.subscribe(topic, qos=0, timeout=CONNECT_TIMEOUT_S)
+            await started(client)
+        async for received in client.messages:
+            await message(received)
+
 
 class MqttLink:
     def __init__(self, host: str, port: int, serial: str, access_code: Callable[[], str],
@@ -103,26 +120,25 @@ class MqttLink:
             max_queued_incoming_messages=INCOMING_QUEUE, logger=_LOGGER,
         )
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    await stack.enter_async_context(client)
-                    await client.subscribe(self.report_topic, timeout=CONNECT_TIMEOUT_S)
-                    self._client = client
-                    await self._publish({"info": {"sequence_id": self._next_id(),
-                                                  "command": "get_version"}})
-                    await self._publish({"pushing": {"sequence_id": self._next_id(),
-                                                     "command": "pushall", "version": 1,
-                                                     "push_target": 1}})
-                self.health.up(self._clock.monotonic())
-                self._on_change()
-                _LOGGER.info("Printer MQTT connected to %s:%s", self._host, self._port)
-                async for message in client.messages:
-                    self._handle(message.payload)
+            await serve_session(client, [self.report_topic], started=self._started,
+                                message=self._received)
         finally:  # commands waiting for an answer get none from this connection
             self._client = None
             for future in self._pending.values():
                 future.cancel()
             self._pending.clear()
+
+    async def _started(self, client: aiomqtt.Client) -> None:
+        self._client = client
+        await self._publish({"info": {"sequence_id": self._next_id(), "command": "get_version"}})
+        await self._publish({"pushing": {"sequence_id": self._next_id(), "command": "pushall",
+                                         "version": 1, "push_target": 1}})
+        self.health.up(self._clock.monotonic())
+        self._on_change()
+        _LOGGER.info("Printer MQTT connected to %s:%s", self._host, self._port)
+
+    async def _received(self, message: aiomqtt.Message) -> None:
+        self._handle(message.payload)
 
     def _handle(self, payload: Any) -> None:
         if not isinstance(payload, (bytes, bytearray)) or len(payload) > REPORT_MAX_BYTES:
