@@ -7,8 +7,8 @@ import asyncio
 import json
 import os
 import shutil
-import stat
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
