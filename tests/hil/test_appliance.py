@@ -598,7 +598,7 @@ async def test_9_the_printer_on_the_host_reaches_a_browser_through_nginx(
 SATELLITE: Final = "hall"
 # A beacon id the twin's own air does not have (it has 1 and 2): only the satellite hears it.
 SATELLITE_BEACON: Final = 9
-MQTT_MARK: Final = "# --- HIL scenario 10: the makerspace's broker ---"
+MQTT_MARK: Final = "# --- HIL scenario 10: the broker of the makerspace ---"
 MQTT_PASSWORD_FILE: Final = "/etc/appliance/hil-mqtt-password"
 
 
