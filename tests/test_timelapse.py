@@ -30,7 +30,7 @@ from test_printer_link import PrinterEnv, start_env
 
 from appliance.app import Appliance, create_app
 from appliance.timelapse.render import held_frames
-from appliance.timelapse.service import FRESH_S
+from appliance.timelapse.frames import FRESH_S
 from appliance_sim.radio import VirtualRadio
 
 FPS = 30

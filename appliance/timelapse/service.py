@@ -4,7 +4,7 @@
   FINISH, FAILED or a cancel, and marks layer changes; ``begin``/``end`` do it by hand (the API).
 - Frames are whatever the relay receives (``RelayService.subscribe``: the printer's camera or
   publishers). Only the newest is held, by reference; a frame is written only when one is due
-  (a layer change, an interval), never per incoming frame.
+  (a layer change, an interval), never per incoming frame (``timelapse.frames``).
 - Frames go to files (``timelapse.files``), the index to the recordings table. One recording is
   active at a time; ended ones are rendered one after another by ffmpeg (``timelapse.renders``).
 - Space (``timelapse.space``): all recordings stay under ``timelapse_max_bytes`` and the
@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,6 +35,7 @@ from appliance.store.db import Database
 from appliance.store.recordings import Recording, RecordingState
 from appliance.timelapse import files as tfiles
 from appliance.timelapse.files import RecordingFiles
+from appliance.timelapse.frames import Active, FrameTaker
 from appliance.timelapse.renders import RenderQueue
 from appliance.timelapse.space import SpaceBudget
 from appliance.timelapse.watch import PRINTING, PrintWatcher
@@ -48,12 +49,6 @@ MANUAL: Final = "manual"
 # A recording cut by a restart waits this long for the printer to say whether its print still
 # runs; a printer that has not answered by then lost power with the Pi, and the print with it.
 RESUME_WAIT_S: Final = 120.0
-# The newest frame counts as "now" for this long: a printer camera sends one a second, a
-# publisher every few; an older one (the camera is off) would show a moment long gone.
-FRESH_S: Final = 5.0
-# Frames waiting for the disk; one is due per layer or interval, so more means a stuck disk.
-WRITE_QUEUE: Final = 4
-
 Listener = Callable[["TimelapseView | int"], None]
 Unsubscribe = Callable[[], None]
 
@@ -71,22 +66,6 @@ class TimelapseView:
     paused: str | None = None  # recording, but not taking frames: why
 
 
-@dataclass(slots=True)
-class _Active:
-    recording: Recording
-    files: RecordingFiles
-    next_number: int
-    mime: str | None = None  # the recording's frame format: its first frame's
-    wanted: bool = False  # a frame is due: the next one the relay receives
-    last: FrameEvent | None = None  # the frame written last
-    paused: str | None = None
-    resume_check: bool = False  # cut by a restart: the printer's next state decides
-    skipped: int = 0  # frames of another format than the recording's
-    size: int = 0
-    pending: int = 0  # frames queued for the disk
-    written: asyncio.Event = field(default_factory=asyncio.Event)  # set when none is pending
-
-
 class TimelapseService:
     def __init__(self, settings: Settings, db: Database, relay: RelayService,
                  printer: PrinterService, clock: Clock) -> None:
@@ -100,21 +79,18 @@ class TimelapseService:
         self._listeners: list[Listener] = []
         self._unsubscribe: list[Unsubscribe] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._active: _Active | None = None
-        self._latest: FrameEvent | None = None
-        self._latest_at = float("-inf")  # monotonic time it arrived
+        self._active: Active | None = None
+        self._frames = FrameTaker(clock, room_for=self._room_for,
+                                  saved=lambda a: self._publish(self.view(a.recording)))
         self._watcher = PrintWatcher()
         self._printer_changes: asyncio.Queue[tuple[str | None, int | None, str | None]] = \
             asyncio.Queue()
-        self._writes: asyncio.Queue[tuple[_Active, FrameEvent]] = asyncio.Queue(WRITE_QUEUE)
         self._renders = RenderQueue(
             settings, db, self._lock, on_done=self._rendered,
             on_progress=lambda r, p: self._publish(TimelapseView(r, progress=p)))
         self._space = SpaceBudget(
             settings, active_bytes=lambda: self._active.size if self._active else 0,
             deletable=lambda i: not self._renders.pending(i), delete=self._delete)
-        self.frames_dropped = 0  # frames due that the disk queue had no room for
-        self.write_errors = 0
 
     @property
     def default_mode(self) -> str:
@@ -129,7 +105,7 @@ class TimelapseService:
         self._unsubscribe = [self._relay.subscribe(self._on_relay),
                              self._printer.subscribe(self._on_printer_payload)]
         self._tasks = [asyncio.create_task(self._printer_worker(), name="timelapse-printer"),
-                       asyncio.create_task(self._writer(), name="timelapse-writer"),
+                       asyncio.create_task(self._frames.run(), name="timelapse-writer"),
                        asyncio.create_task(self._renders.run(), name="timelapse-render"),
                        asyncio.create_task(self._ticker(), name="timelapse-interval")]
         if self._active is not None and self._active.resume_check:
@@ -204,8 +180,8 @@ class TimelapseService:
             "usedBytes": self._space.used(), "maxBytes": self._settings.timelapse_max_bytes,
             "freeBytes": free, "minFreeBytes": self._settings.timelapse_min_free_bytes,
             "lowSpace": free < self._settings.timelapse_min_free_bytes,
-            "deletedForSpace": self._space.deleted, "framesDropped": self.frames_dropped,
-            "writeErrors": self.write_errors,
+            "deletedForSpace": self._space.deleted, "framesDropped": self._frames.dropped,
+            "writeErrors": self._frames.errors,
         }
 
     # -- by hand (the API) ---------------------------------------------------------------------
@@ -252,7 +228,7 @@ class TimelapseService:
             await recordings.delete(self._db, recording.id)
             msg = f"cannot create {files.dir}: {exc}; check the data dir's space and permissions"
             raise TimelapseError(msg, code="cannot_record", status=507) from exc
-        self._active = _Active(recording, files, next_number=1)
+        self._active = Active(recording, files, next_number=1)
         _LOGGER.info("Timelapse %s started (%s, %s mode): %s", recording.id, trigger, mode,
                      job or "no job name")
         self._publish(self.view(recording))
@@ -262,9 +238,7 @@ class TimelapseService:
         """End the active recording and queue its render."""
         active, self._active = self._active, None  # no frame is queued for it from now on
         assert active is not None  # noqa: S101 - callers check
-        while active.pending:  # the frames it already took reach the disk first
-            active.written.clear()
-            await active.written.wait()
+        await self._frames.drained(active)  # the frames it already took reach the disk first
         recording = active.recording.but(ended_at=self._clock.wall(),
                                          state=RecordingState.RENDERING)
         await recordings.save(self._db, recording)
@@ -280,78 +254,16 @@ class TimelapseService:
         self._space.forget(recording_id)
         self._publish(recording_id)
 
-    # -- frames --------------------------------------------------------------------------------
+    # -- frames (timelapse.frames) ---------------------------------------------------------
     def _on_relay(self, event: RelayEvent) -> None:
-        if not isinstance(event, FrameEvent):
-            return
-        self._latest, self._latest_at = event, self._clock.monotonic()
-        active = self._active
-        if active is not None and active.wanted:
-            active.wanted = False
-            self._queue_write(active, event)
+        if isinstance(event, FrameEvent):
+            self._frames.received(event, self._active)
 
     def _want_frame(self) -> None:
-        """A frame is due: the newest one if it is fresh and new to this recording, else the
-        next one to arrive."""
-        active = self._active
-        if active is None:
-            return
-        latest = self._latest
-        fresh = self._clock.monotonic() - self._latest_at <= FRESH_S
-        if latest is not None and latest is not active.last and fresh:
-            active.wanted = False
-            self._queue_write(active, latest)
-        else:
-            active.wanted = True
+        if self._active is not None:
+            self._frames.want(self._active)
 
-    def _queue_write(self, active: _Active, event: FrameEvent) -> None:
-        active.last = event
-        try:
-            self._writes.put_nowait((active, event))
-        except asyncio.QueueFull:
-            self.frames_dropped += 1
-            _LOGGER.warning("The disk is too slow for timelapse frames; one dropped")
-        else:
-            active.pending += 1
-
-    async def _writer(self) -> None:
-        """Frames to the disk, in order. Without the lock: ending a recording waits for its
-        frames here while it holds the lock."""
-        while True:
-            active, event = await self._writes.get()
-            try:
-                await self._write(active, event)
-            except Exception:
-                self.write_errors += 1
-                _LOGGER.exception("Keeping a timelapse frame failed")
-            finally:
-                active.pending -= 1
-                if not active.pending:
-                    active.written.set()
-
-    async def _write(self, active: _Active, event: FrameEvent) -> None:
-        frame = event.frame
-        if active.mime is None:
-            active.mime = frame.mime
-        elif frame.mime != active.mime:
-            active.skipped += 1  # one video, one format: ffmpeg reads one kind of image
-            return
-        if not await self._room_for(len(frame.data), active):
-            return
-        try:
-            await asyncio.to_thread(active.files.add_frame, active.next_number, frame.mime,
-                                    frame.data)
-        except OSError as exc:
-            self.write_errors += 1
-            _LOGGER.warning("Writing timelapse frame %s failed: %s", active.next_number, exc)
-            return
-        active.next_number += 1
-        active.size += len(frame.data)
-        active.recording = active.recording.but(frames=active.recording.frames + 1,
-                                                size_bytes=active.size)
-        self._publish(self.view(active.recording))
-
-    def _pause(self, active: _Active, reason: str | None) -> None:
+    def _pause(self, active: Active, reason: str | None) -> None:
         if active.paused != reason:
             active.paused = reason
             if reason:
@@ -360,7 +272,7 @@ class TimelapseService:
                 _LOGGER.info("Timelapse %s takes frames again", active.recording.id)
             self._publish(self.view(active.recording))
 
-    async def _room_for(self, size: int, active: _Active | None) -> bool:
+    async def _room_for(self, size: int, active: Active | None) -> bool:
         """Whether ``size`` more bytes fit (the space budget deletes old recordings for them);
         pauses or unpauses ``active``, the recording that wants the room."""
         full = await self._space.room_for(size, keep=active.recording.id if active else None)
@@ -445,7 +357,7 @@ class TimelapseService:
                 if resumable and (recording.trigger == MANUAL or self._printer.configured):
                     resumable = False  # only the newest: one recording at a time
                     last = int(frames[-1].stem) if frames else 0
-                    self._active = _Active(
+                    self._active = Active(
                         recording, files, next_number=last + 1, size=size,
                         mime=next((m for m, e in tfiles.EXTENSIONS.items()
                                    if frames and frames[0].suffix == e), None),
