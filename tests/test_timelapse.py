@@ -29,8 +29,8 @@ from helpers import (
 from test_printer_link import PrinterEnv, start_env
 
 from appliance.app import Appliance, create_app
-from appliance.timelapse.render import held_frames
 from appliance.timelapse.frames import FRESH_S
+from appliance.timelapse.render import held_frames
 from appliance_sim.radio import VirtualRadio
 
 FPS = 30
