@@ -77,7 +77,7 @@ IMAGE_ENV = IMAGE_SUITE='$(IMAGE_SUITE)' IMAGE_MIRROR='$(IMAGE_MIRROR)' \
   IMAGE_ANSIBLE_PLAYBOOK='$(IMAGE_ANSIBLE_PLAYBOOK)' IMAGE_CONSTRAINTS=constraints.txt \
   IMAGE_WHEEL="$$(ls $(WHEEL_DIR)/*.whl)" ANSIBLE_CONFIG=ansible/ansible.cfg
 
-.PHONY: pios-standin pios-test pios-boot-test pios-test-files image image-files image-base image-test image-tools-test image-test-files twin twin-base twin-test flash-card os-list image-clean image-FORCE
+.PHONY: release pios-standin pios-test pios-boot-test pios-test-files image image-files image-base image-test image-tools-test image-test-files twin twin-base twin-test flash-card os-list image-clean image-FORCE
 
 .SECONDEXPANSION:
 
@@ -114,6 +114,10 @@ os-list: $(IMAGE_OS_LIST) ## the Raspberry Pi Imager repository file (IMAGE_BASE
 
 image-test: ## image tool tests, then boot the Pi image in QEMU -M virt: login, supervisor's programs, /health via nginx
 	@$(MAKE) --no-print-directory IMAGE_VERSION='$(IMAGE_VERSION)' image-test-files
+
+release: ## on a builder, before a release: the arm64 image from nothing, booted in QEMU (not in .ci/run, which it does not fit), then the Raspberry Pi OS path
+	$(MAKE) --no-print-directory image image-test
+	$(MAKE) --no-print-directory pios-boot-test
 
 image-tools-test: ## the image tools' tests that need no built image (disk layout, flashing, os-list, base package lists): seconds
 	$(IMAGE_PYTHON) -m pytest -p no:cacheprovider tests/image -m tools -v
