@@ -63,17 +63,7 @@ bool writeAll(int fd, const std::string& text) {
 // USB serial with nobody listening drops what the board prints; so does this (the pty's buffer
 // would otherwise fill up and block the loop, which the real board never does).
 void writeSerial(int fd, const std::string& text) {
-    size_t done = 0;
-    while (done < text.size()) {
-        const ssize_t count = write(fd, text.data() + done, text.size() - done);
-        if (count < 0 && errno == EINTR) {
-            continue;
-        }
-        if (count <= 0) {
-            return;
-        }
-        done += static_cast<size_t>(count);
-    }
+    (void)writeAll(fd, text);
 }
 
 }  // namespace
