@@ -23,7 +23,8 @@ from typing import Any, Final
 from appliance.auth.policy import PolicyError, check_login_name, check_password
 from appliance.errors import ConfigError
 from appliance.files import write_atomic
-from appliance.settings import Settings, load_settings, parse_printer_host, parse_printer_serial
+from appliance.settings import Settings, load_settings
+from appliance.settings_values import parse_printer_host, parse_printer_serial
 
 KEYS: Final = (
     "hostname", "timezone", "admin_user", "admin_password", "admin_password_hash",

@@ -9,34 +9,40 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from appliance.errors import ConfigError
+from appliance.settings_values import (
+    TOPIC_WORD_RE,
+    parse_bool,
+    parse_choice,
+    parse_int,
+    parse_list,
+    parse_mqtt_url,
+    parse_optional_word,
+    parse_origins,
+    parse_printer_host,
+    parse_printer_serial,
+    parse_printer_tls,
+    parse_radio,
+    parse_str,
+    parse_timelapse_mode,
+    parse_topic_word,
+)
 
 SYSTEM_CONFIG: Final = Path("/etc/appliance/appliance.toml")
 ENV_PREFIX: Final = "APPLIANCE_"
-# Radios besides bleak come from the appliance.radios entry points of other packages: the
-# simulation registers "virtual" (make setup installs it; the image does not).
-RADIO_ENTRY_POINTS: Final = "appliance.radios"
 VIRTUAL_BEACON_KINDS: Final = ("python", "sketch")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
-PRINTER_TLS_MODES: Final = ("pin", "insecure")
-# Empty = layer when a printer is linked, else interval.
-TIMELAPSE_MODES: Final = ("", "layer", "interval")
 GIB: Final = 1024**3
 # appliance: the whole app; scanner: only the radio, forwarding sightings to the broker.
 ROLES: Final = ("appliance", "scanner")
-MQTT_SCHEMES: Final = {"mqtt": 1883, "mqtts": 8883}
-# Site, scanner id and area names appear in MQTT topics: no '/', '+', '#' or spaces there.
-_TOPIC_WORD_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,193 +142,55 @@ class Settings:
         return self.data_dir / "appliance.db"
 
 
-def _parse_bool(raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return raw.lower() in ("1", "true", "yes", "on")
-    msg = "expected true or false"
-    raise ValueError(msg)
-
-
-def _parse_int(low: int, high: int) -> Callable[[object], int]:
-    def parse(raw: object) -> int:
-        msg = f"expected a whole number from {low} to {high}"
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            value = raw
-        elif isinstance(raw, str) and raw.strip().removeprefix("-").isdigit():
-            value = int(raw)
-        else:
-            raise ValueError(msg)
-        if not low <= value <= high:
-            raise ValueError(msg)
-        return value
-
-    return parse
-
-
-def _parse_choice(choices: tuple[str, ...], *, upper: bool = False) -> Callable[[object], str]:
-    def parse(raw: object) -> str:
-        value = str(raw).upper() if upper else str(raw)
-        if value not in choices:
-            msg = f"expected one of {', '.join(choices)}"
-            raise ValueError(msg)
-        return value
-
-    return parse
-
-
-def _parse_radio(raw: object) -> str:
-    value = _parse_str(raw)
-    if value == "bleak":
-        return value
-    if entry_points(group=RADIO_ENTRY_POINTS, name=value):
-        return value
-    known = ", ".join(["bleak", *sorted(ep.name for ep in entry_points(group=RADIO_ENTRY_POINTS))])
-    msg = f"expected one of {known}"
-    if value == "virtual":
-        msg += " (virtual is the simulation: make setup installs it in a checkout; a Pi has none)"
-    raise ValueError(msg)
-
-
-def _parse_str(raw: object) -> str:
-    if not isinstance(raw, str):
-        msg = "expected a string"
-        raise ValueError(msg)
-    return raw
-
-
-def _parse_list(raw: object) -> tuple[str, ...]:
-    if isinstance(raw, str):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
-        return tuple(raw)
-    msg = "expected a list of strings (comma-separated in the environment)"
-    raise ValueError(msg)
-
-
-def _parse_origins(raw: object) -> tuple[str, ...]:
-    origins = _parse_list(raw)
-    for origin in origins:
-        if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
-            msg = "expected origins like https://printer.example.com (scheme and host, no path)"
-            raise ValueError(msg)
-    return origins
-
-
-def parse_printer_host(raw: object) -> str:
-    value = _parse_str(raw).strip()
-    if value and not (len(value) <= 253 and all(ch.isascii() and (ch.isalnum() or ch in ".-:_")
-                                                for ch in value)):
-        msg = "expected the printer's IP address or host name, like 192.168.1.40"
-        raise ValueError(msg)
-    return value
-
-
-def parse_printer_serial(raw: object) -> str:
-    value = _parse_str(raw).strip().upper()
-    if value and not (value.isalnum() and 8 <= len(value) <= 32):
-        msg = "expected the printer's serial (letters and digits, on its screen: Settings → Device)"
-        raise ValueError(msg)
-    return value
-
-
-def _parse_printer_tls(raw: object) -> str:
-    value = _parse_str(raw).strip()
-    if value in PRINTER_TLS_MODES:
-        return value
-    if value.startswith("/") and Path(value).is_file():
-        return value
-    msg = "expected pin, insecure or the absolute path of an existing CA file"
-    raise ValueError(msg)
-
-
-def _parse_timelapse_mode(raw: object) -> str:
-    value = _parse_str(raw).strip().lower()
-    if value not in TIMELAPSE_MODES:
-        msg = "expected layer, interval, or empty (layer when a printer is linked, else interval)"
-        raise ValueError(msg)
-    return value
-
-
-def parse_mqtt_url(raw: object) -> str:
-    value = _parse_str(raw).strip()
-    if not value:
-        return value
-    parts = urlsplit(value)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if (parts.scheme not in MQTT_SCHEMES or not parts.hostname or port == -1
-            or parts.path not in ("", "/") or parts.query or parts.fragment or parts.password):
-        msg = ("expected mqtt://host[:port] or mqtts://user@host[:port] (no password: it goes in "
-               "mqtt_password_file)")
-        raise ValueError(msg)
-    return value
-
-
-def parse_topic_word(raw: object) -> str:
-    value = _parse_str(raw).strip()
-    if not _TOPIC_WORD_RE.match(value):
-        msg = "expected 1-32 lower-case letters, digits, '_' or '-', starting with a letter or digit"
-        raise ValueError(msg)
-    return value
-
-
-def _parse_optional_word(raw: object) -> str:
-    return parse_topic_word(raw) if _parse_str(raw).strip() else ""
-
-
 _PARSERS: Final[dict[str, Callable[[object], Any]]] = {
-    "data_dir": lambda raw: Path(_parse_str(raw)).expanduser(),
-    "radio": _parse_radio,
-    "adapter": _parse_str,
-    "passive_scan": _parse_bool,
-    "virtual_beacons": _parse_int(0, 32),
-    "virtual_beacon_kind": _parse_choice(VIRTUAL_BEACON_KINDS),
-    "virtual_beacon_sim": _parse_str,
-    "host": _parse_str,
-    "port": _parse_int(1, 65535),
-    "unix_socket": _parse_str,
-    "log_level": _parse_choice(LOG_LEVELS, upper=True),
-    "away_after_s": _parse_int(5, 3600),
-    "reconnect_window_s": _parse_int(10, 7 * 24 * 3600),
-    "last_seen_write_s": _parse_int(1, 3600),
-    "forget_after_s": _parse_int(30, 7 * 24 * 3600),
-    "trusted_proxies": _parse_list,
-    "public_origins": _parse_origins,
-    "login_max_failures": _parse_int(1, 1000),
-    "login_failure_window_s": _parse_int(1, 24 * 3600),
-    "session_idle_timeout_s": _parse_int(300, 30 * 24 * 3600),
-    "image_max_bytes": _parse_int(1024, 64 * 1024 * 1024),
-    "readings_retention_days": _parse_int(1, 36500),
-    "status_retention_days": _parse_int(1, 36500),
-    "storage_reserve_mib": _parse_int(0, 1024),
-    "cloudflared_bin": _parse_str,
-    "tunnel_token_file": _parse_str,
-    "firstboot_status_file": _parse_str,
+    "data_dir": lambda raw: Path(parse_str(raw)).expanduser(),
+    "radio": parse_radio,
+    "adapter": parse_str,
+    "passive_scan": parse_bool,
+    "virtual_beacons": parse_int(0, 32),
+    "virtual_beacon_kind": parse_choice(VIRTUAL_BEACON_KINDS),
+    "virtual_beacon_sim": parse_str,
+    "host": parse_str,
+    "port": parse_int(1, 65535),
+    "unix_socket": parse_str,
+    "log_level": parse_choice(LOG_LEVELS, upper=True),
+    "away_after_s": parse_int(5, 3600),
+    "reconnect_window_s": parse_int(10, 7 * 24 * 3600),
+    "last_seen_write_s": parse_int(1, 3600),
+    "forget_after_s": parse_int(30, 7 * 24 * 3600),
+    "trusted_proxies": parse_list,
+    "public_origins": parse_origins,
+    "login_max_failures": parse_int(1, 1000),
+    "login_failure_window_s": parse_int(1, 24 * 3600),
+    "session_idle_timeout_s": parse_int(300, 30 * 24 * 3600),
+    "image_max_bytes": parse_int(1024, 64 * 1024 * 1024),
+    "readings_retention_days": parse_int(1, 36500),
+    "status_retention_days": parse_int(1, 36500),
+    "storage_reserve_mib": parse_int(0, 1024),
+    "cloudflared_bin": parse_str,
+    "tunnel_token_file": parse_str,
+    "firstboot_status_file": parse_str,
     "printer_host": parse_printer_host,
     "printer_serial": parse_printer_serial,
-    "printer_access_code_file": _parse_str,
-    "printer_mqtt_port": _parse_int(1, 65535),
-    "printer_camera_port": _parse_int(1, 65535),
-    "printer_tls": _parse_printer_tls,
-    "timelapse_mode": _parse_timelapse_mode,
-    "timelapse_interval_s": _parse_int(1, 24 * 3600),
-    "timelapse_fps": _parse_int(1, 120),
-    "timelapse_keep_frames": _parse_bool,
-    "timelapse_max_bytes": _parse_int(1024**2, 1024 * GIB),
-    "timelapse_min_free_bytes": _parse_int(1024**2, 1024 * GIB),
+    "printer_access_code_file": parse_str,
+    "printer_mqtt_port": parse_int(1, 65535),
+    "printer_camera_port": parse_int(1, 65535),
+    "printer_tls": parse_printer_tls,
+    "timelapse_mode": parse_timelapse_mode,
+    "timelapse_interval_s": parse_int(1, 24 * 3600),
+    "timelapse_fps": parse_int(1, 120),
+    "timelapse_keep_frames": parse_bool,
+    "timelapse_max_bytes": parse_int(1024**2, 1024 * GIB),
+    "timelapse_min_free_bytes": parse_int(1024**2, 1024 * GIB),
     "mqtt_url": parse_mqtt_url,
-    "mqtt_password_file": _parse_str,
-    "mqtt_ca_file": _parse_str,
-    "mqtt_embedded": _parse_bool,
-    "mqtt_embedded_port": _parse_int(1, 65535),
-    "mqtt_homeassistant": _parse_bool,
-    "role": _parse_choice(ROLES),
+    "mqtt_password_file": parse_str,
+    "mqtt_ca_file": parse_str,
+    "mqtt_embedded": parse_bool,
+    "mqtt_embedded_port": parse_int(1, 65535),
+    "mqtt_homeassistant": parse_bool,
+    "role": parse_choice(ROLES),
     "site": parse_topic_word,
-    "scanner_id": _parse_optional_word,
+    "scanner_id": parse_optional_word,
     "area": parse_topic_word,
 }
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(Settings)}  # noqa: S101
@@ -418,7 +286,7 @@ def _check_mqtt(settings: Settings) -> None:
             msg = ("bad setting role=scanner: a scanner needs mqtt_url (the main appliance's "
                    "broker, e.g. mqtts://workshop@appliance.local:8883)")
             raise ConfigError(msg)
-        if not _TOPIC_WORD_RE.match(scanner_id(settings)):
+        if not TOPIC_WORD_RE.match(scanner_id(settings)):
             msg = ("bad setting role=scanner: set scanner_id, or a user in mqtt_url, to the name "
                    "`appliance scanner add NAME` printed")
             raise ConfigError(msg)

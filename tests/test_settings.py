@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import settings as settings_module
+from appliance import settings_values
 from appliance.errors import ConfigError
 from appliance.settings import Settings, load_settings
 
@@ -27,7 +27,7 @@ def test_the_virtual_radio_without_the_simulation_installed_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The image's venv: no package registers a radio under appliance.radios.
-    monkeypatch.setattr(settings_module, "entry_points", lambda **_: ())
+    monkeypatch.setattr(settings_values, "entry_points", lambda **_: ())
     with pytest.raises(ConfigError, match=r"radio='virtual'.*expected one of bleak \(virtual is the "
                                           r"simulation: make setup installs it"):
         load_settings(env={"APPLIANCE_RADIO": "virtual"})

@@ -15,7 +15,7 @@ from typing import Final
 
 from appliance.auth.policy import PolicyError
 from appliance.errors import ApplianceError
-from appliance.settings import parse_topic_word
+from appliance.settings_values import parse_topic_word
 from appliance.store import scanners as scanner_store
 from appliance.store.db import Database
 from appliance.store.scanners import ScannerRecord as ScannerRecord

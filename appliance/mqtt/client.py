@@ -24,7 +24,8 @@ from appliance.clock import Clock
 from appliance.printer.backoff import Backoff, run_with_backoff
 from appliance.printer.health import LinkHealth
 from appliance.printer.mqtt import serve_session
-from appliance.settings import MQTT_SCHEMES, Settings
+from appliance.settings import Settings
+from appliance.settings_values import MQTT_SCHEMES
 
 _LOGGER = logging.getLogger(__name__)
 

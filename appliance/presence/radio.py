@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Final, Protocol
 from appliance.errors import ConfigError, RadioError
 from appliance.presence import protocol
 from appliance.presence.model import Advertisement, LinkInfo
-from appliance.settings import RADIO_ENTRY_POINTS, Settings
+from appliance.settings import Settings
+from appliance.settings_values import RADIO_ENTRY_POINTS
 
 if TYPE_CHECKING:
     from bleak.args.bluez import BlueZScannerArgs

@@ -29,7 +29,8 @@ from appliance.printer.mqtt import MqttLink
 from appliance.printer.trust import PrinterTrust
 from appliance.relay.frames import RelayInputError, frame_from_bytes
 from appliance.relay.service import RelayService
-from appliance.settings import Settings, parse_printer_host, parse_printer_serial
+from appliance.settings import Settings
+from appliance.settings_values import parse_printer_host, parse_printer_serial
 
 _LOGGER = logging.getLogger(__name__)
 
