@@ -74,16 +74,17 @@ class Areas:
     def hears(self, address: str, scanner: str, now: float) -> bool:
         """Whether ``scanner`` has heard ``address`` within STALE_S."""
         beacon = self._beacons.get(address)
-        heard = beacon.heard.get(scanner) if beacon else None
+        return self._fresh(beacon.heard.get(scanner) if beacon else None, now)
+
+    def _fresh(self, heard: _Heard | None, now: float) -> bool:
         return heard is not None and now - heard.last <= self.stale_s
 
     def heard(self, address: str, scanner: str, area: str, rssi: int, now: float) -> bool:
         """One sighting of ``address`` by ``scanner`` (in ``area``); True when its area changed."""
         beacon = self._beacons.setdefault(address, _Beacon())
         old = beacon.heard.get(scanner)
-        fresh = old is not None and now - old.last <= self.stale_s
-        beacon.heard[scanner] = _Heard(area, rssi, smooth_rssi(old.smoothed if fresh and old else None,
-                                                               rssi), now)
+        previous = old.smoothed if old is not None and self._fresh(old, now) else None
+        beacon.heard[scanner] = _Heard(area, rssi, smooth_rssi(previous, rssi), now)
         before = (beacon.scanner, self.area(address))
         self._decide(beacon, now)
         return (beacon.scanner, self.area(address)) != before
@@ -99,7 +100,7 @@ class Areas:
                 beacon.scanner = beacon.candidate = None
 
     def _decide(self, beacon: _Beacon, now: float) -> None:
-        live = {s: h for s, h in beacon.heard.items() if now - h.last <= self.stale_s}
+        live = {s: h for s, h in beacon.heard.items() if self._fresh(h, now)}
         best = max(live, key=lambda s: live[s].smoothed)
         if beacon.scanner not in live:  # new, or its scanner lost it: the best one now
             beacon.scanner, beacon.candidate = best, None

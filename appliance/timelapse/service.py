@@ -49,6 +49,7 @@ MANUAL: Final = "manual"
 # A recording cut by a restart waits this long for the printer to say whether its print still
 # runs; a printer that has not answered by then lost power with the Pi, and the print with it.
 RESUME_WAIT_S: Final = 120.0
+
 Listener = Callable[["TimelapseView | int"], None]
 Unsubscribe = Callable[[], None]
 
