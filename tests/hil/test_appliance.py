@@ -625,18 +625,19 @@ async def test_10_a_satellite_scanner_beside_the_twin_shows_its_beacon_in_its_ro
     address = beacon_address(SATELLITE_BEACON)
     app = f"sudo -u appliance /opt/appliance/bin/appliance --config {APP_CONFIG}"
     hall_password = rig.sh(f"{app} scanner add {SATELLITE} --area {SATELLITE}").strip()
-    hub_password = base64.b32encode(os.urandom(10)).decode()  # a test rig's; [A-Z2-7] only
+    # The twin's own broker password, made on the twin and read back, so it is in no command line.
+    block = "\n".join([MQTT_MARK, f'mqtt_url = "mqtt://hub@{rig.power.broker_address}:1883"',
+                       f'mqtt_password_file = "{MQTT_PASSWORD_FILE}"'])
+    rig.sh(f"umask 077 && head -c 10 /dev/urandom | base32 > {MQTT_PASSWORD_FILE} && "
+           f"chown appliance: {MQTT_PASSWORD_FILE} && printf '%s\\n' '{block}' >> {APP_CONFIG}",
+           sudo=True)
+    hub_password = rig.sh(f"cat {MQTT_PASSWORD_FILE}", sudo=True).strip()
     (tmp_path / "broker").mkdir()
     broker = StandinBroker(tmp_path / "broker", None, {"hub": hub_password, SATELLITE: hall_password},
                            rig.power.broker_port)
-    await broker.start()
-    block = "\n".join([MQTT_MARK, f'mqtt_url = "mqtt://hub@{rig.power.broker_address}:1883"',
-                       f'mqtt_password_file = "{MQTT_PASSWORD_FILE}"'])
-    rig.sh(f"umask 077 && printf '%s\\n' '{hub_password}' > {MQTT_PASSWORD_FILE} && "
-           f"chown appliance: {MQTT_PASSWORD_FILE} && printf '%s\\n' '{block}' >> {APP_CONFIG}",
-           sudo=True)
     satellite: asyncio.subprocess.Process | None = None
     try:
+        await broker.start()
         await asyncio.to_thread(restart_app, rig)
         password_file = tmp_path / "hall-password"
         password_file.write_text(hall_password + "\n")
