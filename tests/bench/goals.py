@@ -134,7 +134,7 @@ class Target(rb.Relay):
         log = self.work / f"{self.name}.log" if self.name != "ours" else None
         if socket_path:
             socket_path.unlink(missing_ok=True)
-            async with rb.spawned(argv, env=env, cwd=cwd, health="http://app/health",
+            async with rb.spawned(argv, env=env, cwd=cwd, health="http://localhost/health",
                                uds=str(socket_path), cpus=self.server_cpus, log=log,
                                ) as (pid, _ready), \
                     nginx_in_front(self.work, socket_path, self.server_cpus) as (base, nginx):
