@@ -224,7 +224,16 @@ async def requests_per_s(port: int, path: str, headers: dict[str, str], *, conne
         try:
             while time.perf_counter() < stop_at:
                 writer.write(request)
-                status = await reader.readuntil(b"\r\n\r\n")
+                try:
+                    status = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError as exc:
+                    if exc.partial:
+                        raise
+                    # hypercorn closes a keep-alive connection after keep_alive_max_requests
+                    # (1000): open the next one, as a browser would.
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
                 if not status.startswith(b"HTTP/1.1 200"):
                     msg = f"GET {path}: {status[:80]!r}"
                     raise RuntimeError(msg)
