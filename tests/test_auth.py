@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -281,3 +282,33 @@ async def test_sessions_ended_by_age_are_deleted_at_the_next_login(tmp_path: Pat
     row = await db.fetch_one("SELECT COUNT(*) FROM sessions")
     assert row is not None and row[0] == 1
     await db.close()
+
+
+async def test_a_session_cookie_is_verified_once_and_refused_after_it_expires(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from quart import Quart
+
+    from appliance.app import _Auth
+
+    app = Quart(__name__)
+    app.secret_key = "k" * 32
+    app.config["QUART_AUTH_DURATION"] = 100
+    auth = _Auth(app)
+    checks: list[object] = []
+    real = auth.serializer_class
+
+    def counting(*args: object) -> object:
+        checks.append(args)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(auth, "serializer_class", counting)
+    async with app.app_context():
+        cookie = auth.dump_token("session-1")
+        checks.clear()
+        assert auth.load_token(cookie) == "session-1"
+        assert auth.load_token(cookie) == "session-1"
+        assert len(checks) == 1  # the second time from memory
+        assert auth.load_token(cookie[:-2] + ("AA" if cookie[-2:] != "AA" else "BB")) is None
+        signed = time.time()
+        monkeypatch.setattr(time, "time", lambda: signed + 102)  # past its maximum age
+        assert auth.load_token(cookie) is None
