@@ -26,6 +26,7 @@ from appliance.printer.service import PrinterService
 from appliance.relay.packets import QuietProtocolErrors
 from appliance.relay.service import RelayService
 from appliance.relay.socket import BROWSERS, RelayChannels
+from appliance.relay.wire import WithFrames
 from appliance.services import Services
 from appliance.settings import Settings
 from appliance.store.db import Database
@@ -117,7 +118,8 @@ class Appliance:
     def __init__(self, quart: Quart, channels: RelayChannels, asgi: TrustedProxyHeaders) -> None:
         self.quart = quart  # the web app: routes, the OpenAPI document
         self.channels = channels  # the Socket.IO server
-        # What hypercorn serves: Socket.IO and Quart behind the Host check and the proxy headers.
+        # What hypercorn serves: /frames, Socket.IO and Quart behind the Host check and the proxy
+        # headers.
         self._asgi = asgi
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable,
@@ -231,9 +233,9 @@ def create_app(
     channels = RelayChannels(
         settings, lambda: running_services(app), lambda cookie: auth.load_token(cookie, app),
     )
-    combined = QuietProtocolErrors(
+    combined = WithFrames(QuietProtocolErrors(
         socketio.ASGIApp(channels.sio, other_asgi_app=app, socketio_path="socket.io"),
-        channels.quiet_log)
-    # Outermost the proxy headers (the client, http or https), then the Host check, for both.
+        channels.quiet_log), channels.wire)
+    # Outermost the proxy headers (the client, http or https), then the Host check, for all.
     checked = HostCheck(combined, settings)
     return Appliance(app, channels, TrustedProxyHeaders(checked, settings.trusted_proxies))

@@ -235,7 +235,7 @@ async def _serve(settings: Settings) -> int:
     async def shutdown_trigger() -> None:
         await stop.wait()
         _LOGGER.info("Stopping")
-        app.channels.drop_transports()
+        await app.channels.drop_transports()
 
     _LOGGER.info("Serving on %s", where)
     await serve(app, config, shutdown_trigger=shutdown_trigger)

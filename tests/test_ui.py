@@ -71,6 +71,13 @@ async def test_login_live_frame_chart_and_pairing(browser: Browser, site: tuple[
     errors: list[Any] = []
     page.on("pageerror", lambda exc: errors.append(exc))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    wire_frames: list[bytes] = []  # what the page's /frames sockets received
+
+    def on_websocket(ws: Any) -> None:
+        if ws.url.endswith("/frames"):
+            ws.on("framereceived", lambda payload: wire_frames.append(payload))
+
+    page.on("websocket", on_websocket)
 
     await page.goto(f"{base}/login")
     await shot(page, "01-login")
@@ -94,6 +101,8 @@ async def test_login_live_frame_chart_and_pairing(browser: Browser, site: tuple[
     image = page.locator("#frame")
     await expect(image).to_be_visible()
     assert await image.evaluate("img => img.complete && img.naturalWidth") == 320
+    assert any(isinstance(f, bytes) and f.endswith(frame) for f in wire_frames), \
+        "the dashboard took its frame from /frames"
     await expect(page.locator("#status")).to_have_text("printing 42%")
     await expect(page.locator("#temperature")).to_have_text("23.0")
     await expect(page.locator("#chart polyline.temp")).to_have_count(1)

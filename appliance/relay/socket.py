@@ -6,6 +6,10 @@ cookie from an allowed origin. Frames go to each browser through a one-slot mail
 that has not drained its previous frame gets only the newest one (latest frame wins), so a slow
 phone never makes the server buffer frames. A frame is encoded once (its Engine.IO packets) for
 every browser it reaches: at 50 browsers, encoding per browser was the relay's largest cost.
+
+The dashboard takes its frames from ``/frames`` (``relay.wire``: one binary message a frame) and
+tells its Socket.IO connection so with ``frames`` ``{"image2v": false}``; other browsers keep
+getting ``image2v``. Both kinds of socket are admitted and re-checked here, by the same rules.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from appliance.presence.model import BeaconView
 from appliance.relay.frames import RelayInputError, frame_from_event
 from appliance.relay.packets import BAD_PACKET, QuietLogger, TolerantPacket
 from appliance.relay.service import FrameEvent, Reading, RelayEvent, RelayService, StatusEvent
+from appliance.relay.wire import CLOSE_GOING_AWAY, CLOSE_POLICY, FrameWire
 from appliance.services import Services
 from appliance.settings import Settings
 
@@ -42,6 +47,8 @@ PUBLISHERS: Final = "publishers"
 IMAGE_IN: Final = "image"
 TEMPHUM_IN: Final = "temphum"
 STATUS_IN: Final = "status"
+# From browsers: {"image2v": false} when frames come over /frames instead (the dashboard).
+FRAMES_IN: Final = "frames"
 # Events to browsers.
 IMAGE_OUT: Final = "image2v"
 TEMPHUM_OUT: Final = "temphum2v"
@@ -112,6 +119,7 @@ class _BrowserChannel:
         self._eio_sid = eio_sid
         self._waiting: Encoded | None = None
         self._wake = asyncio.Event()
+        self.wants_frames = True  # image2v; False once the browser takes them from /frames
         self.task = asyncio.create_task(self._run())
 
     def offer(self, frame: Encoded) -> None:
@@ -162,7 +170,13 @@ class RelayChannels:
         self.sio.on(IMAGE_IN, self._image)
         self.sio.on(TEMPHUM_IN, self._temphum)
         self.sio.on(STATUS_IN, self._status)
+        self.sio.on(FRAMES_IN, self._frames)
         self.sio.on(BAD_PACKET, self._bad_packet)
+        self.wire = FrameWire(self._admit_wire, lambda: self.service.latest.image,
+                              dropped=self._frame_dropped)
+
+    def _frame_dropped(self) -> None:
+        self.service.stats.frames_dropped += 1
 
     @property
     def service(self) -> RelayService:
@@ -189,6 +203,7 @@ class RelayChannels:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         tasks = [c.task for c in self._channels.values()]
+        tasks += [viewer.task for viewer in self.wire.viewers]
         tasks += self._recheck_tasks + ([self._sender_task] if self._sender_task else [])
         for task in tasks:
             task.cancel()
@@ -204,15 +219,33 @@ class RelayChannels:
 
     # -- who may connect -----------------------------------------------------------------------
     def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
+        return self._origin_ok(origin, environ.get("asgi.scope", {}).get("scheme"),
+                               environ.get("HTTP_HOST", ""))
+
+    def _origin_ok(self, origin: str | None, scheme: str | None, host: str) -> bool:
         if origin is None:
             return True  # not a browser (browsers always send Origin on WebSocket and CORS)
-        scope = environ.get("asgi.scope", {})
-        scheme = "https" if scope.get("scheme") in ("https", "wss") else "http"
-        own = f"{scheme}://{environ.get('HTTP_HOST', '')}"
+        own = f"{'https' if scheme in ('https', 'wss') else 'http'}://{host}"
         allowed = origin == own or origin in self._settings.public_origins
         if not allowed:
-            _LOGGER.warning("Refused Socket.IO connection from origin %s", urlsplit(origin).netloc)
+            _LOGGER.warning("Refused a WebSocket from origin %s", urlsplit(origin).netloc)
         return allowed
+
+    async def _browser(self, cookie_header: str) -> tuple[str, str] | None:
+        """(auth id, user name) of the live session in a Cookie header, else None."""
+        ctx = self._services()
+        morsel = SimpleCookie(cookie_header).get("appliance_session")
+        auth_id = self._load_session(morsel.value) if morsel else None
+        user = await user_for_session(ctx.db, auth_id, now=ctx.clock.wall(), idle=self._idle,
+                                      cache=ctx.sessions)
+        return (auth_id, user.username) if user is not None and auth_id else None
+
+    async def _admit_wire(self, scope: Any) -> tuple[str, str] | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not self._origin_ok(headers.get("origin"), scope.get("scheme"),
+                               headers.get("host", "")):
+            return None
+        return await self._browser(headers.get("cookie", ""))
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
         ctx = self._services()
@@ -226,16 +259,12 @@ class RelayChannels:
                                               "token_hash": token_hash(token)})
             await self.sio.enter_room(sid, PUBLISHERS)
             return
-        cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
-        morsel = cookie.get("appliance_session")
-        auth_id = self._load_session(morsel.value) if morsel else None
-        user = await user_for_session(ctx.db, auth_id, now=ctx.clock.wall(), idle=self._idle,
-                                      cache=ctx.sessions)
-        if user is None:
+        browser = await self._browser(environ.get("HTTP_COOKIE", ""))
+        if browser is None:
             msg = "log in first, or send auth={token: ...}"
             raise socketio.exceptions.ConnectionRefusedError(msg, {"error": "unauthorized"})
-        await self.sio.save_session(sid, {"role": "browser", "name": user.username,
-                                          "auth_id": auth_id})
+        auth_id, name = browser
+        await self.sio.save_session(sid, {"role": "browser", "name": name, "auth_id": auth_id})
         await self.sio.enter_room(sid, BROWSERS)
         self._channels[sid] = _BrowserChannel(self, sid, self.sio.manager.eio_sid_from_sid(sid, "/"))
         # Runs after this handler returns, when the client has its CONNECT packet.
@@ -279,7 +308,7 @@ class RelayChannels:
             except Exception:
                 _LOGGER.exception("Re-checking open connections failed; trying again")
 
-    def drop_transports(self) -> None:
+    async def drop_transports(self) -> None:
         """Shutdown: end every WebSocket at the transport, as a process exit would.
 
         Clients see the link drop and reconnect to the next process (a Socket.IO disconnect would
@@ -291,6 +320,7 @@ class RelayChannels:
         """
         for socket in list(self.sio.eio.sockets.values()):
             socket.queue.put_nowait(None)
+        await self.wire.close_all(CLOSE_GOING_AWAY)
 
     async def _close_unjoined(self) -> None:
         now = self._services().clock.monotonic()
@@ -325,6 +355,11 @@ class RelayChannels:
                                  session.get("name"),
                                  "token" if session.get("role") == "publisher" else "session")
                     await self.sio.disconnect(sid)
+        for viewer in list(self.wire.viewers):
+            if await user_for_session(ctx.db, viewer.auth_id, now=ctx.clock.wall(),
+                                      idle=self._idle, cache=ctx.sessions) is None:
+                _LOGGER.info("Closing the /frames socket of %s: its session has ended", viewer.name)
+                await viewer.close(CLOSE_POLICY)
 
     # -- publishers in -------------------------------------------------------------------------
     async def _publisher(self, sid: str) -> str | None:
@@ -361,19 +396,30 @@ class RelayChannels:
 
         return await self._handle(sid, work)
 
+    async def _frames(self, sid: str, data: Any = None) -> dict[str, Any]:
+        channel = self._channels.get(sid)
+        if channel is None:
+            return _ack(error="forbidden", message="only browsers choose how frames come")
+        wanted = data.get("image2v") if isinstance(data, dict) else None
+        if not isinstance(wanted, bool):
+            return _ack(error="invalid", message='send {"image2v": true} or {"image2v": false}')
+        channel.wants_frames = wanted
+        return _ack()
+
     async def _bad_packet(self, _sid: str, *_data: Any) -> dict[str, Any]:
         return _ack(error="bad_json", message="the event's data is not valid JSON")
 
     # -- browsers out --------------------------------------------------------------------------
     def _on_relay(self, event: RelayEvent) -> None:
-        name, payload = _outgoing(event)
-        if name == IMAGE_OUT:
-            if self._channels:
-                encoded = self._encoded(name, payload)
-                for channel in list(self._channels.values()):
+        if isinstance(event, FrameEvent):
+            self.wire.offer(event)
+            wanting = [c for c in self._channels.values() if c.wants_frames]
+            if wanting:
+                encoded = self._encoded(*_outgoing(event))
+                for channel in wanting:
                     channel.offer(encoded)
             return
-        self._broadcast(name, payload)
+        self._broadcast(*_outgoing(event))
 
     def _encoded(self, event: str, payload: dict[str, Any]) -> Encoded:
         """An event's Engine.IO packets, as python-socketio's emit builds them for a room."""

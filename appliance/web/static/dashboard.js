@@ -40,27 +40,61 @@
   }
 
   const socket = io({ withCredentials: true });
-  socket.on("connect", () => setConnection(true, "Live"));
+  socket.on("connect", () => {
+    setConnection(true, "Live");
+    tellSocketHowFramesCome();
+  });
   socket.on("disconnect", () => setConnection(false, "Disconnected, reconnecting…"));
   socket.on("connect_error", (err) => {
     if (err && err.data && err.data.error === "unauthorized") window.location.assign("/login?next=/");
     setConnection(false, "Cannot reach the appliance, retrying…");
   });
 
-  // -- frames --------------------------------------------------------------------------------------
-  socket.on("image2v", (data) => {
+  // -- frames: one binary message each over /frames, Socket.IO's image2v while /frames is down ---
+  function showFrame(bytes, mime, timestamp) {
     const img = $("frame");
-    const url = URL.createObjectURL(new Blob([data.image], { type: data.mime }));
+    const url = URL.createObjectURL(new Blob([bytes], { type: mime }));
     const previous = frameUrl;
     frameUrl = url;
     img.onload = () => { if (previous) URL.revokeObjectURL(previous); };
     img.src = url;
     img.hidden = false;
-    img.dataset.timestamp = data.timestamp;
+    img.dataset.timestamp = timestamp;
     $("frame-empty").hidden = true;
-    $("frame-time").textContent = localTime(data.timestamp);
-    $("frame-time").dateTime = data.timestamp;
-  });
+    $("frame-time").textContent = localTime(timestamp);
+    $("frame-time").dateTime = timestamp;
+  }
+  socket.on("image2v", (data) => showFrame(data.image, data.mime, data.timestamp));
+
+  let framesOpen = false;
+  function tellSocketHowFramesCome() {
+    if (socket.connected) socket.emit("frames", { image2v: !framesOpen });
+  }
+  // A /frames message: 2 bytes (big-endian) n, n bytes of JSON {mime, timestamp}, the image.
+  function openFrames(retryMs) {
+    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+    const wire = new WebSocket(`${scheme}://${window.location.host}/frames`);
+    wire.binaryType = "arraybuffer";
+    wire.onopen = () => {
+      framesOpen = true;
+      retryMs = 1000;
+      tellSocketHowFramesCome();
+    };
+    wire.onmessage = (event) => {
+      const bytes = new Uint8Array(event.data);
+      const n = (bytes[0] << 8) | bytes[1];
+      const header = JSON.parse(new TextDecoder().decode(bytes.subarray(2, 2 + n)));
+      showFrame(bytes.subarray(2 + n), header.mime, header.timestamp);
+    };
+    wire.onclose = () => {
+      if (framesOpen) {
+        framesOpen = false;
+        tellSocketHowFramesCome();
+      }
+      window.setTimeout(() => openFrames(Math.min(retryMs * 2, 30000)), retryMs);
+    };
+  }
+  openFrames(1000);
 
   // -- the Bambu printer (GET /api/printer's body, pushed as printer2v) -----------------------------
   let printerLight = null;
