@@ -141,6 +141,7 @@ class Browser:
 
     ws: ClientConnection
     binary: bool  # ours: image2v with a binary attachment; baseline: base64 inside JSON text
+    wire: bool = False  # ours over /frames: one binary message a frame (a header, the image)
     nonce: bytes = b""
     received: list[tuple[int, int]] = field(default_factory=list)
     last_seq: int = -1
@@ -159,7 +160,10 @@ class Browser:
         attachment = False
         async for message in self.ws:
             now = time.perf_counter_ns()
-            if isinstance(message, bytes):
+            if self.wire and isinstance(message, bytes):
+                start = 2 + ((message[0] << 8) | message[1])  # past the header
+                self._frame(message[start:start + HEAD.size], now)
+            elif isinstance(message, bytes):
                 if attachment:
                     self._frame(message[:HEAD.size], now)
                 attachment = False
@@ -308,6 +312,7 @@ class Relay:
     server_cpus: set[int] | None
     profile_dir: Path | None = None  # run the relay under cProfile, one .pstats per measurement
     python: str = sys.executable
+    wire: bool = False  # ours: browsers on /frames instead of Socket.IO's image2v
 
     @property
     def binary(self) -> bool:
@@ -392,15 +397,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+async def open_wire(base: str, *, headers: dict[str, str], deflate: bool) -> ClientConnection:
+    """A dashboard's /frames socket (ours)."""
+    return await ws_connect(base.replace("http", "ws", 1) + "/frames", additional_headers=headers,
+                            compression="deflate" if deflate else None, max_size=None,
+                            ping_interval=None, open_timeout=CONNECT_TIMEOUT_S)
+
+
 async def connect_browsers(base: str, count: int, headers: dict[str, str], binary: bool,
-                           deflate: bool) -> list[Browser]:
+                           deflate: bool, *, wire: bool = False) -> list[Browser]:
     browsers: list[Browser] = []
     try:
         for start in range(0, count, CONNECT_BATCH):
             batch = await asyncio.gather(*(
+                open_wire(base, headers=headers, deflate=deflate) if wire else
                 open_socketio(base, headers=headers, auth=None, deflate=deflate)
                 for _ in range(start, min(count, start + CONNECT_BATCH))))
-            browsers.extend(Browser(ws, binary) for ws in batch)
+            browsers.extend(Browser(ws, binary, wire) for ws in batch)
     except BaseException:
         for browser in browsers:
             await browser.close()
@@ -460,7 +473,8 @@ async def measure(relay: Relay, browsers_n: int, deflate: bool, limits: Limits,
     async with relay.running(label) as (base, pid):
         headers = await relay.browser_auth(base)
         auth = {"token": relay.token} if relay.name == "ours" else None
-        browsers = await connect_browsers(base, browsers_n, headers, relay.binary, deflate)
+        browsers = await connect_browsers(base, browsers_n, headers, relay.binary, deflate,
+                                          wire=relay.wire)
         # The publisher is a camera client (python-socketio over aiohttp), which offers no deflate.
         publisher = Publisher(await open_socketio(base, headers={}, auth=auth,
                                                   deflate=False), relay.binary)
@@ -509,7 +523,7 @@ async def measure(relay: Relay, browsers_n: int, deflate: bool, limits: Limits,
     reordered = sum(1 for b in browsers for (s1, _), (s2, _) in zip(b.received, b.received[1:],
                                                                    strict=False) if s2 <= s1)
     result: dict[str, Any] = {
-        "relay": relay.name, "browsers": browsers_n, "deflate": deflate,
+        "relay": relay.name, "wire": relay.wire, "browsers": browsers_n, "deflate": deflate,
         "published": len(sent),
         "publish_s": (publish_end - first_sent) / 1e9,
         "accepted_fps": len(sent) / max(1e-9, (publish_end - first_sent) / 1e9),
