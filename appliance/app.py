@@ -11,8 +11,11 @@ import socketio
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from itsdangerous import BadSignature, SignatureExpired
 from quart import Quart, Response, current_app, request
+from quart.sessions import SecureCookieSessionInterface, SessionMixin
+from quart.wrappers import BaseRequestWebsocket
 from quart_auth import QuartAuth
 from quart_schema import QuartSchema
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from appliance import __version__, schema
 from appliance.auth import accounts, secret_key
@@ -112,6 +115,19 @@ class _Auth(QuartAuth):
         return await super().after_request(response)
 
 
+class _NoCookieSession(SecureCookieSessionInterface):
+    """Quart's own signed-cookie session, unused (a login is quart-auth's cookie): opening it
+    built an itsdangerous serializer on every request, an eighth of a logged-in GET (issue 14's
+    profile). Quart gives each request a NullSession instead, which refuses writes."""
+
+    async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> None:
+        return None
+
+    async def save_session(self, app: Quart, session: SessionMixin,
+                           response: Response | WerkzeugResponse | None) -> None:
+        return None
+
+
 class Appliance:
     """The ASGI application create_app builds, and the parts of it a caller may reach."""
 
@@ -154,6 +170,7 @@ def create_app(
         QUART_AUTH_DURATION=int(accounts.SESSION_MAX_AGE.total_seconds()),
         MAX_CONTENT_LENGTH=settings.image_max_bytes + 64 * 1024,
     )
+    app.session_interface = _NoCookieSession()
     auth = _Auth(app)
     QuartSchema(
         app, openapi_path="/openapi.json", swagger_ui_path=None, redoc_ui_path=None,

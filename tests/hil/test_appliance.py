@@ -30,8 +30,9 @@ from .rig import Rig, until
 
 APP_CONFIG: Final = "/etc/appliance/appliance.toml"
 DB_CHECK: Final = f"sudo -u appliance /opt/appliance/bin/appliance --config {APP_CONFIG} db check"
-# Scenario 3's repetitions per beacon (each waits out forget_after_s).
-DISCOVERY_ROUNDS: Final = 3
+# Scenario 3's repetitions per beacon (each waits out forget_after_s, 30 s). CI runs 3 (6
+# samples); issue 14's p50/p95 over >= 30 samples is `make hil-test HIL_DISCOVERY_ROUNDS=15`.
+DISCOVERY_ROUNDS: Final = int(os.environ.get("HIL_DISCOVERY_ROUNDS", "3"))
 # Scenario 6: power cuts in a row. Each is a boot under TCG (1.5-4 min), so CI runs 3; the long
 # run is `make hil-test HIL_POWER_CUTS=20`.
 POWER_CUTS: Final = int(os.environ.get("HIL_POWER_CUTS", "3"))
