@@ -49,6 +49,7 @@ from appliance.web import (
     timelapse_videos_api,
 )
 from appliance.web.context import EXTENSION_KEY
+from appliance.web.fast import FastDevices
 from appliance.web.hosts import HostCheck
 from appliance.web.openapi import Provider
 from appliance.web.proxy import TrustedProxyHeaders
@@ -131,11 +132,13 @@ class _NoCookieSession(SecureCookieSessionInterface):
 class Appliance:
     """The ASGI application create_app builds, and the parts of it a caller may reach."""
 
-    def __init__(self, quart: Quart, channels: RelayChannels, asgi: TrustedProxyHeaders) -> None:
+    def __init__(self, quart: Quart, channels: RelayChannels, fast: FastDevices,
+                 asgi: TrustedProxyHeaders) -> None:
         self.quart = quart  # the web app: routes, the OpenAPI document
         self.channels = channels  # the Socket.IO server
-        # What hypercorn serves: /frames, Socket.IO and Quart behind the Host check and the proxy
-        # headers.
+        self.fast_devices = fast  # GET /devices before Quart
+        # What hypercorn serves: /frames, Socket.IO, GET /devices and Quart behind the Host check
+        # and the proxy headers.
         self._asgi = asgi
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable,
@@ -254,5 +257,8 @@ def create_app(
         socketio.ASGIApp(channels.sio, other_asgi_app=app, socketio_path="socket.io"),
         channels.quiet_log), channels.wire)
     # Outermost the proxy headers (the client, http or https), then the Host check, for all.
-    checked = HostCheck(combined, settings)
-    return Appliance(app, channels, TrustedProxyHeaders(checked, settings.trusted_proxies))
+    fast = FastDevices(combined, app, lambda: running_services(app),
+                       lambda cookie: auth.load_token(cookie, app),
+                       app.config["QUART_AUTH_COOKIE_NAME"], SECURITY_HEADERS)
+    checked = HostCheck(fast, settings)
+    return Appliance(app, channels, fast, TrustedProxyHeaders(checked, settings.trusted_proxies))
