@@ -27,14 +27,14 @@ from engineio import packet as eio_packet
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from appliance import schema
-from appliance.auth.accounts import check_token, token_alive, user_for_session
+from appliance.auth.accounts import User, check_token, token_alive, user_for_session
 from appliance.auth.tokens import token_hash
 from appliance.errors import StorageFullError
 from appliance.presence.model import BeaconView
 from appliance.relay.frames import RelayInputError, frame_from_event
 from appliance.relay.packets import BAD_PACKET, QuietLogger, TolerantPacket
 from appliance.relay.service import FrameEvent, Reading, RelayEvent, RelayService, StatusEvent
-from appliance.relay.wire import CLOSE_GOING_AWAY, CLOSE_POLICY, FrameWire
+from appliance.relay.wire import CLOSE_GOING_AWAY, CLOSE_POLICY, FrameWire, Latest
 from appliance.services import Services
 from appliance.settings import Settings
 
@@ -117,24 +117,13 @@ class _BrowserChannel:
         self._relay = relay
         self.sid = sid
         self._eio_sid = eio_sid
-        self._waiting: Encoded | None = None
-        self._wake = asyncio.Event()
+        self.frames: Latest[Encoded] = Latest(relay.frame_dropped)
         self.wants_frames = True  # image2v; False once the browser takes them from /frames
         self.task = asyncio.create_task(self._run())
 
-    def offer(self, frame: Encoded) -> None:
-        if self._waiting is not None:
-            self._relay.service.stats.frames_dropped += 1
-        self._waiting = frame
-        self._wake.set()
-
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            frame, self._waiting = self._waiting, None
-            if frame is None:
-                continue
+            frame = await self.frames.take()
             for part in frame:
                 await self._relay.sio.eio.send_packet(self._eio_sid, part)
             queue = self._relay.outgoing_queue(self.sid)
@@ -173,9 +162,9 @@ class RelayChannels:
         self.sio.on(FRAMES_IN, self._frames)
         self.sio.on(BAD_PACKET, self._bad_packet)
         self.wire = FrameWire(self._admit_wire, lambda: self.service.latest.image,
-                              dropped=self._frame_dropped)
+                              dropped=self.frame_dropped)
 
-    def _frame_dropped(self) -> None:
+    def frame_dropped(self) -> None:
         self.service.stats.frames_dropped += 1
 
     @property
@@ -231,13 +220,17 @@ class RelayChannels:
             _LOGGER.warning("Refused a WebSocket from origin %s", urlsplit(origin).netloc)
         return allowed
 
+    async def _session_user(self, auth_id: str | None) -> User | None:
+        """The user of a live session; asking counts as use (an open dashboard is one)."""
+        ctx = self._services()
+        return await user_for_session(ctx.db, auth_id, now=ctx.clock.wall(), idle=self._idle,
+                                      cache=ctx.sessions)
+
     async def _browser(self, cookie_header: str) -> tuple[str, str] | None:
         """(auth id, user name) of the live session in a Cookie header, else None."""
-        ctx = self._services()
         morsel = SimpleCookie(cookie_header).get("appliance_session")
         auth_id = self._load_session(morsel.value) if morsel else None
-        user = await user_for_session(ctx.db, auth_id, now=ctx.clock.wall(), idle=self._idle,
-                                      cache=ctx.sessions)
+        user = await self._session_user(auth_id)
         return (auth_id, user.username) if user is not None and auth_id else None
 
     async def _admit_wire(self, scope: Any) -> tuple[str, str] | None:
@@ -273,8 +266,7 @@ class RelayChannels:
     async def _greet(self, sid: str) -> None:
         ctx = self._services()
         latest = ctx.relay.latest
-        devices = schema.Devices(discovered=[
-            schema.Device.of(view, ctx.presence.wall) for view in ctx.presence.devices()])
+        devices = schema.Devices.of(ctx.presence.devices(), ctx.presence.wall)
         await self.sio.emit(DEVICES_OUT, _payload(devices), to=sid)
         for event in (latest.temphum, latest.status):
             if event is not None:
@@ -283,7 +275,7 @@ class RelayChannels:
             await self.sio.emit(PRINTER_OUT, ctx.printer.payload(), to=sid)
         channel = self._channels.get(sid)
         if latest.image and channel:
-            channel.offer(self._encoded(*_outgoing(latest.image)))
+            channel.frames.offer(self._encoded(*_outgoing(latest.image)))
 
     async def _disconnect(self, sid: str, *_reason: Any) -> None:
         channel = self._channels.pop(sid, None)
@@ -347,17 +339,14 @@ class RelayChannels:
                 if session.get("role") == "publisher":
                     alive = await token_alive(ctx.db, str(session.get("token_hash")))
                 else:
-                    alive = await user_for_session(
-                        ctx.db, session.get("auth_id"), now=ctx.clock.wall(), idle=self._idle,
-                        cache=ctx.sessions) is not None  # an open dashboard counts as use
+                    alive = await self._session_user(session.get("auth_id")) is not None
                 if not alive:
                     _LOGGER.info("Closing the Socket.IO connection of %s: its %s has ended",
                                  session.get("name"),
                                  "token" if session.get("role") == "publisher" else "session")
                     await self.sio.disconnect(sid)
         for viewer in list(self.wire.viewers):
-            if await user_for_session(ctx.db, viewer.auth_id, now=ctx.clock.wall(),
-                                      idle=self._idle, cache=ctx.sessions) is None:
+            if await self._session_user(viewer.auth_id) is None:
                 _LOGGER.info("Closing the /frames socket of %s: its session has ended", viewer.name)
                 await viewer.close(CLOSE_POLICY)
 
@@ -417,7 +406,7 @@ class RelayChannels:
             if wanting:
                 encoded = self._encoded(*_outgoing(event))
                 for channel in wanting:
-                    channel.offer(encoded)
+                    channel.frames.offer(encoded)
             return
         self._broadcast(*_outgoing(event))
 

@@ -24,7 +24,7 @@ import json
 import logging
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from hypercorn.typing import (
     ASGIReceiveCallable,
@@ -46,6 +46,32 @@ CLOSE_GOING_AWAY: Final = 1001  # shutting down: the dashboard reconnects to the
 CLOSE_POLICY: Final = 1008  # the session ended
 
 
+T = TypeVar("T")
+
+
+class Latest(Generic[T]):
+    """A one-slot mailbox, a browser's frames: a newer item replaces one not yet taken (latest
+    frame wins), and ``replaced`` counts each that never went out."""
+
+    def __init__(self, replaced: Callable[[], None]) -> None:
+        self._replaced = replaced
+        self._item: T | None = None
+        self._wake = asyncio.Event()
+
+    def offer(self, item: T) -> None:
+        if self._item is not None:
+            self._replaced()
+        self._item = item
+        self._wake.set()
+
+    async def take(self) -> T:
+        while self._item is None:
+            self._wake.clear()
+            await self._wake.wait()
+        item, self._item = self._item, None
+        return item
+
+
 def _close(code: int) -> WebsocketCloseEvent:
     return WebsocketCloseEvent(type="websocket.close", code=code, reason=None)
 
@@ -64,26 +90,15 @@ class Viewer:
         self.auth_id = auth_id
         self.name = name
         self._send = send
-        self._dropped = dropped
-        self._waiting: bytes | None = None
-        self._wake = asyncio.Event()
+        self.frames: Latest[bytes] = Latest(dropped)
         self._closed = False
         self.task = asyncio.create_task(self._run())
 
-    def offer(self, frame: bytes) -> None:
-        if self._waiting is not None:
-            self._dropped()
-        self._waiting = frame
-        self._wake.set()
-
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            frame, self._waiting = self._waiting, None
-            if frame is not None:
-                # hypercorn returns once the socket has taken it (it awaits the writer's drain).
-                await self._send(WebsocketSendEvent(type="websocket.send", bytes=frame, text=None))
+            frame = await self.frames.take()
+            # hypercorn returns once the socket has taken it (it awaits the writer's drain).
+            await self._send(WebsocketSendEvent(type="websocket.send", bytes=frame, text=None))
 
     async def close(self, code: int) -> None:
         """End the socket: the sender first, so no frame follows the close."""
@@ -120,7 +135,7 @@ class FrameWire:
         if self.viewers:
             frame = self.encoded(event)
             for viewer in self.viewers:
-                viewer.offer(frame)
+                viewer.frames.offer(frame)
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable,
                        send: ASGISendCallable) -> None:
@@ -136,7 +151,7 @@ class FrameWire:
         self.viewers.add(viewer)
         latest = self._latest()
         if latest is not None:
-            viewer.offer(self.encoded(latest))
+            viewer.frames.offer(self.encoded(latest))
         try:
             while True:
                 incoming: Any = await receive()

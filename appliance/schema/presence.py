@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -61,6 +61,11 @@ class Device(BaseModel):
 
 class Devices(BaseModel):
     discovered: list[Device]
+
+    @classmethod
+    def of(cls, views: Iterable[BeaconView], wall_of: Callable[[float], datetime]) -> Devices:
+        """GET /devices, devices2v: every beacon the presence service lists, in its order."""
+        return cls(discovered=[Device.of(view, wall_of) for view in views])
 
 
 class DeviceRemoved(Answer):

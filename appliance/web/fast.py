@@ -7,13 +7,12 @@ cost more than the answer. Here the common case (GET, no query string, no body, 
 header whose session is live) gets exactly the answer Quart gives: the same JSON, the same
 headers. Anything else (no cookie or an ended session, a publisher token, HEAD, a query
 string) goes on to Quart, which answers it as it always has (401, the login redirect...). The
-session is checked by the guard's own call (``user_for_session``), from memory.
+session is checked by the guard's own call (``guard.session_user``), from memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any, Final, cast
 
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
@@ -21,8 +20,8 @@ from quart import Quart
 from werkzeug.http import parse_cookie
 
 from appliance import schema
-from appliance.auth.accounts import user_for_session
 from appliance.services import Services
+from appliance.web.guard import session_user
 
 PATH: Final = "/devices"
 
@@ -65,18 +64,13 @@ class FastDevices:
         auth_id = self._load_session(cookie) if cookie else None
         if auth_id is not None:
             ctx = self._services()
-            user = await user_for_session(
-                ctx.db, auth_id, now=ctx.clock.wall(),
-                idle=timedelta(seconds=ctx.settings.session_idle_timeout_s), cache=ctx.sessions)
-            if user is not None:
+            if await session_user(ctx, auth_id) is not None:
                 await self._answer(ctx, send)
                 return
         await self.app(asgi_scope, receive, send)
 
     async def _answer(self, ctx: Services, send: ASGISendCallable) -> None:
-        presence = ctx.presence
-        devices = schema.Devices(
-            discovered=[schema.Device.of(view, presence.wall) for view in presence.devices()])
+        devices = schema.Devices.of(ctx.presence.devices(), ctx.presence.wall)
         # The JSON Quart writes for the route (quart-schema's model_dump, then app.json).
         body = (self._quart.json.dumps(devices.model_dump(), separators=(",", ":"))
                 + "\n").encode()

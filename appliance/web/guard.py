@@ -18,6 +18,7 @@ from quart_auth import current_user
 
 from appliance.auth.accounts import PublisherToken, User, check_token, user_for_session
 from appliance.auth.tokens import bearer_token
+from appliance.services import Services
 from appliance.web.context import services
 from appliance.web.errors import json_error
 
@@ -65,14 +66,19 @@ def origin_allowed(origin: str, host_url: str, public_origins: tuple[str, ...]) 
     return origin == f"{own.scheme}://{own.netloc}" or origin in public_origins
 
 
+async def session_user(ctx: Services, auth_id: str | None) -> User | None:
+    """The user of a live login session (from memory, SessionCache); asking counts as use."""
+    return await user_for_session(
+        ctx.db, auth_id, now=ctx.clock.wall(),
+        idle=timedelta(seconds=ctx.settings.session_idle_timeout_s), cache=ctx.sessions)
+
+
 async def _guard() -> ResponseReturnValue | None:
     view = current_app.view_functions.get(request.endpoint or "")
     if view is None:  # 404/405: let the router answer
         return None
     ctx = services()
-    g.appliance_user = await user_for_session(
-        ctx.db, current_user.auth_id, now=ctx.clock.wall(),
-        idle=timedelta(seconds=ctx.settings.session_idle_timeout_s), cache=ctx.sessions)
+    g.appliance_user = await session_user(ctx, current_user.auth_id)
     if g.appliance_user is not None and request.method in UNSAFE_METHODS:
         origin = request.headers.get("Origin")
         if origin and not origin_allowed(origin, request.host_url, ctx.settings.public_origins):

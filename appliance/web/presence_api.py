@@ -30,7 +30,7 @@ async def health() -> schema.Health:
 async def devices() -> schema.Devices:
     """Beacons in range or paired, paired first."""
     presence = services().presence
-    return schema.Devices(discovered=[schema.Device.of(v, presence.wall) for v in presence.devices()])
+    return schema.Devices.of(presence.devices(), presence.wall)
 
 
 class Status(schema.Status):
