@@ -303,6 +303,18 @@ def make_png(width: int = 4, height: int = 3, rgb: tuple[int, int, int] = (200, 
             + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
 
 
+async def close_code(ws: Any) -> int | None:
+    """The code the server closes a WebSocket (a websockets client) with, after any messages
+    still on their way."""
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        while True:
+            await ws.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
 def make_jpeg_like(size: int, seed: int = 0) -> bytes:
     """JPEG-shaped bytes of a given size (SOI/APP0 marker, filler, EOI): the relay checks only
     the magic bytes, so this stands in for camera frames where nothing decodes them."""

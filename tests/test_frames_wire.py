@@ -17,6 +17,7 @@ from helpers import (
     Browser,
     add_token,
     add_user,
+    close_code,
     free_port,
     make_jpeg_like,
     make_png,
@@ -24,7 +25,7 @@ from helpers import (
 )
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from appliance.relay.wire import CLOSE_GOING_AWAY, CLOSE_POLICY, HEADER_LENGTH
 
@@ -81,14 +82,6 @@ async def test_anyone_but_a_logged_in_browser_is_refused_before_the_handshake(
     with pytest.raises(InvalidStatus) as refused:
         await open_wire(logged_in, headers)
     assert refused.value.response.status_code == 403
-
-
-async def close_code(ws: ClientConnection) -> int | None:
-    try:
-        while True:
-            await ws.recv()
-    except ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd else None
 
 
 async def test_logout_closes_the_open_frames_socket_at_once(logged_in: Env) -> None:

@@ -11,10 +11,17 @@ import httpx
 import pytest
 import socketio
 from conftest import B1, Env
-from helpers import PASSWORD, Browser, add_token, add_user, make_jpeg_like, make_png, wait_for
-from websockets.asyncio.client import ClientConnection
+from helpers import (
+    PASSWORD,
+    Browser,
+    add_token,
+    add_user,
+    close_code,
+    make_jpeg_like,
+    make_png,
+    wait_for,
+)
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed
 
 from appliance.auth import accounts
 from appliance.auth.sessions import WATCH_S
@@ -189,15 +196,6 @@ async def test_a_message_beyond_the_transport_limit_closes_with_1009_message_too
         assert str(await ws.recv()).startswith("40")  # joined as a publisher
         await ws.send(b"\x04" + make_jpeg_like(limit + 1))
         assert await close_code(ws) == 1009
-
-
-async def close_code(ws: ClientConnection) -> int | None:
-    """The code the server closes a WebSocket with, after any messages still on their way."""
-    try:
-        while True:
-            await ws.recv()
-    except ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd else None
 
 
 async def test_undecodable_packets_get_a_bad_json_ack_and_no_traceback(
