@@ -15,6 +15,7 @@ from quart.sessions import SecureCookieSessionInterface, SessionMixin
 from quart.wrappers import BaseRequestWebsocket
 from quart_auth import QuartAuth
 from quart_schema import QuartSchema
+from werkzeug.http import parse_cookie
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from appliance import __version__, schema
@@ -109,6 +110,14 @@ class _Auth(QuartAuth):
         expires = signed_at.timestamp() + self.duration if self.duration else float("inf")
         self._verified[token] = (auth_id, expires)
         return str(auth_id)
+
+    def session_of(self, cookie_header: str, app: Quart) -> str | None:
+        """The auth id in a raw Cookie header's login cookie, for the paths outside Quart (the
+        Socket.IO and ``/frames`` handshakes, the ``/devices`` fast path). Read as a Quart request
+        reads it (werkzeug's lenient parser; the first cookie of the name), so a login counts
+        the same on every path, whatever other cookies the browser holds for this host."""
+        cookie = parse_cookie(cookie_header).get(cast(str, self.cookie_name))
+        return self.load_token(cookie, app) if cookie else None
 
     async def after_request(self, response: Response) -> Response:
         # No await between setting and the base class using it, so requests cannot interleave.
@@ -250,15 +259,14 @@ def create_app(
             what = await timelapse_events.get()
             await channels.sio.emit(TIMELAPSE_OUT, timelapse_schema.event(what), room=BROWSERS)
 
-    channels = RelayChannels(
-        settings, lambda: running_services(app), lambda cookie: auth.load_token(cookie, app),
-    )
+    def session_of(cookie_header: str) -> str | None:
+        return auth.session_of(cookie_header, app)
+
+    channels = RelayChannels(settings, lambda: running_services(app), session_of)
     combined = WithFrames(QuietProtocolErrors(
         socketio.ASGIApp(channels.sio, other_asgi_app=app, socketio_path="socket.io"),
         channels.quiet_log), channels.wire)
     # Outermost the proxy headers (the client, http or https), then the Host check, for all.
-    fast = FastDevices(combined, app, lambda: running_services(app),
-                       lambda cookie: auth.load_token(cookie, app),
-                       app.config["QUART_AUTH_COOKIE_NAME"], SECURITY_HEADERS)
+    fast = FastDevices(combined, app, lambda: running_services(app), session_of, SECURITY_HEADERS)
     checked = HostCheck(fast, settings)
     return Appliance(app, channels, fast, TrustedProxyHeaders(checked, settings.trusted_proxies))

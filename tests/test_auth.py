@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import Env
 from helpers import FakeClock, make_settings, running_server
 from pydantic import ValidationError
+from websockets.asyncio.client import connect as ws_connect
 
 from appliance import firstboot
 from appliance.app import create_app
@@ -312,3 +315,33 @@ async def test_a_session_cookie_is_verified_once_and_refused_after_it_expires(
         signed = time.time()
         monkeypatch.setattr(time, "time", lambda: signed + 102)  # past its maximum age
         assert auth.load_token(cookie) is None
+
+
+# Cookies other apps on the same host may set beside ours: a JSON value, a stray quote, a space in
+# a name. Python's SimpleCookie stops reading at the first of them; a browser sends them all.
+ODD_COOKIES = ['prefs={"theme":"dark"}', 'note="unclosed', "bad name=1"]
+
+
+@pytest.mark.parametrize("odd", ODD_COOKIES)
+async def test_a_login_counts_the_same_on_every_path_whatever_cookies_come_first(
+        logged_in: Env, odd: str) -> None:
+    """Quart's routes, the /devices fast path, Socket.IO and /frames read one Cookie header alike."""
+    base = logged_in.base
+    header = f"{odd}; {logged_in.cookie}; appliance_session=second.ignored"
+    fast = logged_in.app.fast_devices
+    before = fast.answered
+    async with httpx.AsyncClient(timeout=10) as tab:
+        assert (await tab.get(f"{base}/devices", headers={"Cookie": header})).status_code == 200
+        assert fast.answered == before + 1
+        assert (await tab.get(f"{base}/api/session", headers={"Cookie": header})).status_code == 200
+    # By hand: python-socketio's client would itself re-read the header with SimpleCookie.
+    async with ws_connect(f"{base.replace('http', 'ws', 1)}/socket.io/?EIO=4&transport=websocket",
+                          open_timeout=10, additional_headers={"Cookie": header, "Origin": base}
+                          ) as engine_io:
+        assert str(await asyncio.wait_for(engine_io.recv(), 10)).startswith("0{")  # open
+        await engine_io.send("40")  # Socket.IO connect, default namespace
+        answer = str(await asyncio.wait_for(engine_io.recv(), 10))
+        assert answer.startswith("40{"), f"the Socket.IO connect was refused: {answer}"
+    async with ws_connect(base.replace("http", "ws", 1) + "/frames", open_timeout=10,
+                          additional_headers={"Cookie": header, "Origin": base}) as viewer:
+        assert viewer.protocol.state.name == "OPEN"

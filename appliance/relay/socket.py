@@ -18,7 +18,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from http.cookies import SimpleCookie
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -135,10 +134,10 @@ class RelayChannels:
     """The Socket.IO server and the per-browser channels."""
 
     def __init__(self, settings: Settings, services: Callable[[], Services],
-                 load_session: Callable[[str], str | None]) -> None:
+                 session_of: Callable[[str], str | None]) -> None:
         self._settings = settings
         self._services = services
-        self._load_session = load_session
+        self._session_of = session_of  # a Cookie header -> the auth id of its login, or None
         self.quiet_log = quiet = QuietLogger()
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
@@ -228,8 +227,7 @@ class RelayChannels:
 
     async def _browser(self, cookie_header: str) -> tuple[str, str] | None:
         """(auth id, user name) of the live session in a Cookie header, else None."""
-        morsel = SimpleCookie(cookie_header).get("appliance_session")
-        auth_id = self._load_session(morsel.value) if morsel else None
+        auth_id = self._session_of(cookie_header)
         user = await self._session_user(auth_id)
         return (auth_id, user.username) if user is not None and auth_id else None
 

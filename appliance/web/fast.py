@@ -17,7 +17,6 @@ from typing import Any, Final, cast
 
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 from quart import Quart
-from werkzeug.http import parse_cookie
 
 from appliance import schema
 from appliance.services import Services
@@ -30,19 +29,17 @@ class FastDevices:
     """ASGI middleware: ``GET /devices`` for a live session here, everything else to ``app``."""
 
     def __init__(self, app: ASGIFramework, quart: Quart, services: Callable[[], Services],
-                 load_session: Callable[[str], str | None], cookie_name: str,
-                 headers: dict[str, str]) -> None:
+                 session_of: Callable[[str], str | None], headers: dict[str, str]) -> None:
         self.app = app
         self._quart = quart
         self._services = services
-        self._load_session = load_session
-        self._cookie_name = cookie_name
+        self._session_of = session_of  # a Cookie header -> the auth id of its login, or None
         self._headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                          for k, v in {**headers, "Cache-Control": "no-store"}.items()]
         self.answered = 0  # requests served here (the tests' proof that this path ran)
 
     def _cookie(self, scope: dict[str, Any]) -> str | None:
-        """The session cookie, when the request is one this path may answer."""
+        """The Cookie header, when the request is one this path may answer."""
         if (scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != PATH
                 or scope["query_string"]):
             return None
@@ -55,13 +52,13 @@ class FastDevices:
                 cookies.append(value)
         if len(cookies) != 1:
             return None
-        return parse_cookie(cookies[0].decode("latin-1")).get(self._cookie_name)
+        return str(cookies[0], "latin-1")
 
     async def __call__(self, asgi_scope: Scope, receive: ASGIReceiveCallable,
                        send: ASGISendCallable) -> None:
         scope = cast(dict[str, Any], asgi_scope)
         cookie = self._cookie(scope)
-        auth_id = self._load_session(cookie) if cookie else None
+        auth_id = self._session_of(cookie) if cookie else None
         if auth_id is not None:
             ctx = self._services()
             if await session_user(ctx, auth_id) is not None:
