@@ -31,7 +31,7 @@ STAMP := $(VENV)/.installed
 VENDOR := appliance/web/static/vendor
 VENDOR_JS := $(VENDOR)/socket.io.min.js
 
-.PHONY: help system-packages setup run test pytest lint bench bench-relay firmware-test firmware-size firmware firmware-sim flash \
+.PHONY: help system-packages setup run test pytest lint bench bench-smoke bench-relay firmware-test firmware-size firmware firmware-sim flash \
   flash-beacons wheel hil-test constraints clean fuzz soak
 
 help: ## list the targets
@@ -140,6 +140,9 @@ bench: setup ## issue 14's goals beside their anchors (REST, relay, nginx, write
 	$(BIN)/python tests/bench/goals.py --out build/bench $(BENCH_ARGS)
 	$(BIN)/python tests/bench/timelapse_bench.py --out build/bench
 	$(BIN)/python tests/bench/mqtt_bench.py --out build/bench
+
+bench-smoke: setup ## make bench in miniature (2 browsers, a second a point), for CI: every row still runs and gives a number; build/bench-smoke/
+	$(BIN)/python tests/bench/smoke.py
 
 # FUZZ_ARGS: e.g. --examples 100 --sio-examples 200 (tests/hardening/fuzz.py --help).
 FUZZ_ARGS ?=

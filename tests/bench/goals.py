@@ -580,11 +580,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"goals of issues 14 and 11: {args.seconds:g} s a point, {args.browsers} browsers; servers on CPU "
           f"{sorted(server_cpus or [])}, clients on {sorted(client_cpus or [])}; load "
           f"{info['loadavg_at_start'][0]:.1f} on {info['nproc']} CPUs", flush=True)
+    steal0, clock0 = rb.machine_steal_s(), time.monotonic()
     with workdir() as work:
         token = rb.prepare_ours(work)
         goals, details = asyncio.run(run(args, work, token, server_cpus))
+    info["steal_pct"] = 100 * (rb.machine_steal_s() - steal0) / (time.monotonic() - clock0)
     load = (f"load average {' '.join(f'{x:.2f}' for x in info['loadavg_at_start'])} at the start, "
-            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end, {info['nproc']} CPUs")
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end, {info['nproc']} CPUs; "
+            f"the host took {info['steal_pct']:.0f}% of a CPU (steal) during the run")
     text = f"{report(goals)}\n\n{load}"
     print(f"\n{text}\n\n{NOTE}")
     args.out.mkdir(parents=True, exist_ok=True)

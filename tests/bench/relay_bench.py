@@ -252,11 +252,23 @@ def proc_status_mb(pid: int, key: str) -> float:
     return float("nan")
 
 
-def machine_busy_s() -> float:
-    """CPU seconds all CPUs spent on anything but idle, since boot (from /proc/stat)."""
+def _cpu_fields() -> list[int]:
+    """/proc/stat's first line: user nice system idle iowait irq softirq steal ..., in ticks."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guest time is already in user
+    return fields + [0] * (8 - len(fields))
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all CPUs ran anything here since boot: not idle, not stolen (from /proc/stat;
+    guest time is already in user)."""
+    fields = _cpu_fields()
+    return (sum(fields[:8]) - fields[3] - fields[4] - fields[7]) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_steal_s() -> float:
+    """CPU seconds since boot that the hypervisor gave to others while this machine wanted them
+    (steal): a shared host's load, which slows every figure without showing in any process."""
+    return _cpu_fields()[7] / os.sysconf("SC_CLK_TCK")
 
 
 def self_cpu_s() -> float:
@@ -492,6 +504,7 @@ async def measure(relay: Relay, browsers_n: int, deflate: bool, limits: Limits,
                 browser.last_seq = -1
 
             cpu_server0, cpu_client0, busy0 = relay.cpu_s(pid), self_cpu_s(), machine_busy_s()
+            steal0 = machine_steal_s()
             cpu_side0 = relay.side_cpu_s()
             _nonce, sent, publish_end = await publish_run(publisher, browsers, frames, limits=limits)
             final = len(sent) - 1
@@ -501,6 +514,7 @@ async def measure(relay: Relay, browsers_n: int, deflate: bool, limits: Limits,
             cpu_server, cpu_client = relay.cpu_s(pid) - cpu_server0, self_cpu_s() - cpu_client0
             cpu_side = relay.side_cpu_s() - cpu_side0
             cpu_other = max(0.0, machine_busy_s() - busy0 - cpu_server - cpu_client - cpu_side)
+            steal = machine_steal_s() - steal0
             peak_rss = proc_status_mb(pid, "VmHWM")
             stats_after = await relay.server_stats(base, headers)
             # A browser whose reader ended before we closed it was disconnected by the relay.
@@ -543,6 +557,7 @@ async def measure(relay: Relay, browsers_n: int, deflate: bool, limits: Limits,
         "client_cpu_pct": 100 * cpu_client / window_s,
         "side_cpu_pct": 100 * cpu_side / window_s,  # nginx in front, when there is one
         "other_cpu_pct": 100 * cpu_other / window_s,  # everything else, kernel work included
+        "steal_cpu_pct": 100 * steal / window_s,  # taken by the host for other machines
         "server_peak_rss_mb": peak_rss,
     }
     if stats_after:
@@ -579,7 +594,7 @@ def machine_info() -> dict[str, Any]:
 def table(results: list[dict[str, Any]]) -> str:
     head = (f"{'ws deflate':<10} {'browsers':>8} {'relay':<8} {'accepted':>9} {'fps/browser':>11} "
             f"{'min':>6} {'deliv/s':>8} {'delivered':>9} {'not deliv':>9} {'p50 ms':>8} "
-            f"{'p95 ms':>8} {'srv CPU':>7} {'cli CPU':>7} {'other':>6} {'srv RSS':>7}")
+            f"{'p95 ms':>8} {'srv CPU':>7} {'cli CPU':>7} {'other':>6} {'steal':>6} {'srv RSS':>7}")
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
@@ -588,7 +603,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{r['fps_per_browser_min']:>6.1f} {r['deliveries_per_s']:>8.0f} {r['delivered']:>9} "
             f"{r['not_delivered']:>9} {r['latency_ms']['p50']:>8.1f} {r['latency_ms']['p95']:>8.1f} "
             f"{r['server_cpu_pct']:>6.0f}% {r['client_cpu_pct']:>6.0f}% {r['other_cpu_pct']:>5.0f}% "
-            f"{r['server_peak_rss_mb']:>5.0f}MB")
+            f"{r['steal_cpu_pct']:>5.0f}% {r['server_peak_rss_mb']:>5.0f}MB")
     lines.append("")
     lines.append("ours/baseline, per-browser delivered fps (accepted fps); p50 latency ours vs baseline")
     for deflate in (False, True):
@@ -622,6 +637,8 @@ srv/cli CPU CPU time / wall time of the relay process and of this process (publi
 other       CPU used by everything else on the machine meanwhile (100% = one CPU). It includes
             kernel work done for the benchmark (loopback networking, writeback of ours' SQLite
             writes: up to ~20% at high fps); much more means other work competed with the run
+steal       CPU time the host gave to other machines while this one wanted it (/proc/stat's steal;
+            100% = one CPU). Not in 'other': it is work that never ran here, and it slows all of it
 srv RSS     the relay process's peak resident memory (VmHWM); a fresh process per row"""
 
 
@@ -695,9 +712,10 @@ def main(argv: list[str] | None = None) -> int:
     server_cpus, client_cpus = cpu_split(args.no_pin)
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
-    busy = machine_busy_s()
+    busy, steal = machine_busy_s(), machine_steal_s()
     time.sleep(IDLE_PROBE_S)
     info["busy_before_pct"] = 100 * (machine_busy_s() - busy) / IDLE_PROBE_S
+    info["steal_before_pct"] = 100 * (machine_steal_s() - steal) / IDLE_PROBE_S
     if info["busy_before_pct"] > BUSY_WARN_PCT:
         print(f"WARNING: the machine was {info['busy_before_pct']:.0f}% busy (of one CPU) before the "
               "run; other work will lower the numbers (see the 'other' column)", flush=True)
