@@ -276,6 +276,14 @@ def self_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _tail(log: Path | None, lines: int = 20) -> str:
+    """The end of a server's log, for the error that says it did not start."""
+    if log is None or not log.exists():
+        return ""
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"; the end of {log}:\n" + "\n".join(tail)
+
+
 @contextlib.asynccontextmanager
 async def spawned(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path = REPO,
                   health: str, uds: str | None = None, cpus: set[int] | None = None,
@@ -295,13 +303,13 @@ async def spawned(argv: list[str], *, env: dict[str, str] | None = None, cwd: Pa
             while True:
                 if proc.returncode is not None:
                     msg = f"{argv[:3]} exited with status {proc.returncode} at start-up"
-                    raise RuntimeError(msg)
+                    raise RuntimeError(msg + _tail(log))
                 with contextlib.suppress(httpx.TransportError):
                     if (await client.get(health)).status_code == 200:
                         break
                 if time.monotonic() > deadline:
                     msg = f"{argv[:3]} did not answer {health} within {STARTUP_TIMEOUT_S} s"
-                    raise RuntimeError(msg)
+                    raise RuntimeError(msg + _tail(log))
                 await asyncio.sleep(0.02)
         yield proc.pid, time.perf_counter() - spawned_at
     finally:
