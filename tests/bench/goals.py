@@ -104,7 +104,6 @@ class Target(rb.Relay):
     nginx. ``side_pids`` (nginx) are measured beside the relay's own CPU."""
 
     via_nginx: bool = False
-    work: Path = field(default_factory=Path)
     side_pids: list[int] = field(default_factory=list)
 
     @property
@@ -130,17 +129,17 @@ class Target(rb.Relay):
     @contextlib.asynccontextmanager
     async def running(self, label: str) -> AsyncIterator[tuple[str, int]]:
         del label
-        socket_path = self.work / f"{self.name}.sock" if self.via_nginx else None
+        socket_path = self.data_dir / f"{self.name}.sock" if self.via_nginx else None
         port = rb.free_port()
         argv, env, cwd = self.server_command(socket_path, port)
         # Not into our output: ours says once a row that the bench machine has no Bluetooth.
-        log = self.work / f"{self.name}.log"
+        log = self.data_dir / f"{self.name}.log"
         if socket_path:
             socket_path.unlink(missing_ok=True)
             async with rb.spawned(argv, env=env, cwd=cwd, health="http://localhost/health",
                                uds=str(socket_path), cpus=self.server_cpus, log=log,
                                ) as (pid, _ready), \
-                    nginx_in_front(self.work, socket_path, self.server_cpus) as (base, nginx):
+                    nginx_in_front(self.data_dir, socket_path, self.server_cpus) as (base, nginx):
                 self.side_pids = [nginx]
                 yield base, pid
         else:
@@ -310,7 +309,7 @@ async def relay_goals(args: argparse.Namespace, work: Path, token: str,
               f"{' via nginx' if via else ''}"
         print(f"  relay {key:<28} {n} browsers ...", end="", flush=True)
         rows[key] = await measure_target(Target(name, work, token, cpus, python=args.python,
-                                                wire=wire, via_nginx=via, work=work),
+                                                wire=wire, via_nginx=via),
                                          n, limits, frames)
         print(progress(rows[key]), flush=True)
     print(f"  relay {'raw websockets':<28} {n} browsers ...", end="", flush=True)

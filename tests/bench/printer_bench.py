@@ -156,7 +156,7 @@ async def camera_run(target: rb.Relay, work: Path, frames: CameraFrames, *, brow
         try:
             async with rb.spawned([target.python, "-m", "appliance", "serve", "--port", str(port)],
                                   env=env, health=f"{base}/health", cpus=target.server_cpus,
-                                  log=target.work / "ours-printer.log") as (pid, _ready):
+                                  log=target.data_dir / "ours-printer.log") as (pid, _ready):
                 headers = await target.browser_auth(base)
                 await links_up(base, headers["Cookie"])
                 browsers = await rb.connect_browsers(base, browsers_n, headers, True, False)
