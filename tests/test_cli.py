@@ -136,6 +136,9 @@ async def test_serve_answers_health_and_stops_cleanly_on_sigterm(tmp_path: Path)
                     return False
 
             await wait_for(healthy, within=30, what="appliance serve to answer")
+        # aiohttp (installed for `appliance publish`) is never loaded by the server: its
+        # compiled parts would be mapped.
+        assert "aiohttp" not in await asyncio.to_thread(Path(f"/proc/{proc.pid}/maps").read_text)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
         output = (await proc.stdout.read()).decode()  # type: ignore[union-attr]
