@@ -400,8 +400,10 @@ async def pair_beacons(data_dir: Path, count: int) -> None:
 
 
 def import_time_ms(python: str, module: str, top: int = 4) -> tuple[float, list[tuple[str, float]]]:
-    """``-X importtime`` of one module in a fresh interpreter: total ms, the heaviest packages."""
-    stderr = subprocess.run([python, "-X", "importtime", "-c", f"import {module}"],
+    """``-X importtime`` of one module in a fresh interpreter: total ms, the heaviest packages.
+    With aiohttp marked absent first, as ``appliance serve`` does (cli._no_client_transport)."""
+    code = f"import sys; sys.modules.setdefault('aiohttp', None); import {module}"
+    stderr = subprocess.run([python, "-X", "importtime", "-c", code],
                             capture_output=True, text=True, check=True, cwd=REPO).stderr
     cumulative: dict[str, float] = {}
     for line in stderr.splitlines():
