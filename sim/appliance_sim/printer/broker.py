@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import getpass
 import os
+import random
 import shutil
 import socket
 from pathlib import Path
@@ -27,10 +28,22 @@ def password_line(user: str, password: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port free now, for a stand-in that is stopped and started again on it (a
+    printer switched off and on). Below the kernel's ephemeral range: a port in that range can
+    be taken while the stand-in is away, by any client's connect() picking it as its own source
+    port, and the stand-in could not come back (EADDRINUSE; seen once in CI)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.SystemRandom()
+    for _ in range(100):
+        port = rng.randrange(max(1024, low - 10_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    msg = f"no free loopback port below {low} after 100 tries"
+    raise RuntimeError(msg)
 
 
 class StandinBroker:

@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Final
 
-from appliance_sim.printer.broker import StandinBroker
+from appliance_sim.printer.broker import StandinBroker, free_port
 from appliance_sim.printer.camera import StandinCamera
 from appliance_sim.printer.certs import CertFiles, make_certs
 from appliance_sim.printer.player import PLAYER_USER, StandinPrinter
@@ -30,7 +30,7 @@ class Standin:
         self.printer = StandinPrinter(self.broker.port, serial, player_password,
                                       developer_mode=developer_mode)
         self.camera = StandinCamera(self.certs, access_code, interval_s=frame_interval_s,
-                                    scene=self._scene, port=camera_port)
+                                    scene=self._scene, port=camera_port or free_port())
 
     def _scene(self) -> tuple[str, float]:
         state = self.printer.state
