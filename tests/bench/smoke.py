@@ -48,10 +48,9 @@ def problems() -> list[str]:
         found.append(f"goals.py saved {len(goals)} rows, not {GOAL_ROWS}: "
                      f"{[g['name'] for g in goals]}")
     for goal in goals:
-        if not NUMBER.search(goal["figure"]) or "nan" in goal["figure"].lower():
-            found.append(f"{goal['name']!r}: no figure ({goal['figure']!r})")
-        if not NUMBER.search(goal["anchor"]) or "nan" in goal["anchor"].lower():
-            found.append(f"{goal['name']!r}: no anchor ({goal['anchor']!r})")
+        for part in ("figure", "anchor"):
+            if not NUMBER.search(goal[part]) or "nan" in goal[part].lower():
+                found.append(f"{goal['name']!r}: no {part} ({goal[part]!r})")
         if goal["held"] not in (True, False, None):
             found.append(f"{goal['name']!r}: no verdict ({goal['held']!r})")
     timelapse = json.loads((OUT / "timelapse.json").read_text())
